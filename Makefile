@@ -1,0 +1,21 @@
+# mds-vqa: one command to set up, one to test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install test test-fast lint demo
+
+install:  ## create .venv and install mds-vqa with its dev tools
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+
+test:  ## the full suite (slow end-to-end tests included), as CI runs it
+	$(BIN)/python -m pytest tests
+
+test-fast:  ## the default quick suite
+	$(BIN)/python -m pytest tests -m "not slow"
+
+lint:
+	$(BIN)/ruff check src recipes tests benchmarks
+	$(BIN)/ruff format --check src recipes tests benchmarks

@@ -1,0 +1,240 @@
+"""Loading the Qwen2.5-VL quality model, building its chat inputs for videos, and the LoRA configuration.
+
+The same code loads ``hollow404/VQR1-7B-YouTubeUGC`` from the Hub and a tiny local model from a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# qwen-vl-utils picks torchcodec whenever it is importable, even where it cannot load; pin a reader that works
+# unless the user chose one. Must happen before qwen_vl_utils is imported (it reads the variable at import time).
+os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
+
+import torch  # noqa: E402
+
+from .video import VideoReadError  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LANGUAGE_MODEL_LINEAR_MODULES",
+    "VideoSamplingConfig",
+    "load_model_and_processor",
+    "build_messages",
+    "prepare_inputs",
+    "lora_config",
+    "freeze_vision_tower",
+    "resolve_dtype",
+]
+
+LANGUAGE_MODEL_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# A full-match regex for PEFT: every linear layer of the language model, none of the vision tower (whose MLP also
+# has gate/up/down projections) and not the LM head.
+LANGUAGE_MODEL_LORA_REGEX = r".*language_model.*\.(?:" + "|".join(LANGUAGE_MODEL_LINEAR_MODULES) + r")"
+
+
+@dataclass
+class VideoSamplingConfig:
+    """How frames are sampled and resized for the VLM (through qwen-vl-utils), with the released code's defaults.
+
+    Frames are taken uniformly (deterministic) at ``fps`` frames per second, between ``min_frames`` and
+    ``max_frames`` (both rounded to an even number: Qwen2.5-VL merges frames in pairs), and resized to
+    ``resized_height`` × ``resized_width`` snapped to multiples of 28. Set ``nframes`` to take exactly that many
+    frames instead, or set the resize fields to ``None`` to resize by ``min_pixels``/``max_pixels``.
+    """
+
+    fps: float | None = field(default=2.0, metadata={"help": "Frames per second sampled for the model."})
+    max_frames: int = field(default=14, metadata={"help": "At most this many frames."})
+    min_frames: int = field(default=4, metadata={"help": "At least this many frames (capped by the video length)."})
+    nframes: int | None = field(default=None, metadata={"help": "Exactly this many frames (overrides fps)."})
+    resized_height: int | None = field(default=512, metadata={"help": "Frame height (snapped to a multiple of 28)."})
+    resized_width: int | None = field(default=512, metadata={"help": "Frame width (snapped to a multiple of 28)."})
+    min_pixels: int | None = field(default=None, metadata={"help": "Min pixels per frame when not resizing."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Max pixels per frame when not resizing."})
+
+    def video_element(self, video: str) -> dict[str, Any]:
+        """The ``{"type": "video", ...}`` content element that qwen-vl-utils reads."""
+        ele: dict[str, Any] = {"type": "video", "video": str(video)}
+        if self.nframes is not None:
+            ele["nframes"] = self.nframes
+        else:
+            ele["fps"] = self.fps if self.fps is not None else 2.0
+            ele["max_frames"] = self.max_frames
+            ele["min_frames"] = self.min_frames
+        if self.resized_height is not None and self.resized_width is not None:
+            ele["resized_height"], ele["resized_width"] = self.resized_height, self.resized_width
+        if self.min_pixels is not None:
+            ele["min_pixels"] = self.min_pixels
+        if self.max_pixels is not None:
+            ele["max_pixels"] = self.max_pixels
+        return ele
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
+    """``"bfloat16"`` → ``torch.bfloat16``; ``"auto"``/``None``/a dtype pass through."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if not hasattr(torch, str(dtype)) or not isinstance(getattr(torch, str(dtype)), torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r}; use 'auto', 'bfloat16', 'float16' or 'float32'.")
+    return getattr(torch, str(dtype))
+
+
+def load_model_and_processor(
+    model_name_or_path: str,
+    *,
+    adapter: str | None = None,
+    dtype: str | torch.dtype | None = "auto",
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    device_map: str | dict | None = None,
+    padding_side: str = "left",
+    merge_adapter: bool = False,
+):
+    """Load a Qwen2.5-VL model and its processor by Hub id or local path (optionally with a PEFT adapter).
+
+    Args:
+        model_name_or_path: e.g. ``"hollow404/VQR1-7B-YouTubeUGC"`` or a folder saved with ``save_pretrained``.
+        adapter: a PEFT adapter folder or Hub id loaded with ``PeftModel.from_pretrained``.
+        dtype: ``"auto"`` (the checkpoint's), ``"bfloat16"``, ``"float32"``…
+        attn_implementation: ``"flash_attention_2"``, ``"sdpa"`` or ``"eager"`` (``None``: transformers' default).
+        trust_remote_code: off by default; Qwen2.5-VL is native to transformers.
+        padding_side: the tokenizer's padding side; ``"left"`` for batched generation and last-position scoring.
+        merge_adapter: merge the adapter into the weights (faster inference, no longer a ``PeftModel``).
+
+    Returns:
+        ``(model, processor)``, the model in eval mode.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if revision is not None:
+        kwargs["revision"] = revision
+    processor = AutoProcessor.from_pretrained(model_name_or_path, **kwargs)
+    processor.tokenizer.padding_side = padding_side
+    model_kwargs = dict(kwargs)
+    if dtype is not None:
+        model_kwargs["dtype"] = resolve_dtype(dtype)
+    if attn_implementation is not None:
+        model_kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        model_kwargs["device_map"] = device_map
+    model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, **model_kwargs)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+        if merge_adapter:
+            model = model.merge_and_unload()
+    model.eval()
+    return model, processor
+
+
+def build_messages(video: str, prompt: str, sampling: VideoSamplingConfig | None = None) -> list[dict[str, Any]]:
+    """One user turn holding the video and the prompt text (the VisualQuality-R1 layout)."""
+    sampling = sampling or VideoSamplingConfig()
+    return [{"role": "user", "content": [sampling.video_element(video), {"type": "text", "text": prompt}]}]
+
+
+def _fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    from qwen_vl_utils import process_vision_info
+
+    videos, metadata = [], []
+    for conversation in messages:
+        path = next(
+            (ele["video"] for msg in conversation if isinstance(msg["content"], list) for ele in msg["content"] if "video" in ele),
+            None,
+        )
+        try:
+            _, vids = process_vision_info(conversation, return_video_metadata=True)
+        except VideoReadError:
+            raise
+        except Exception as err:  # qwen-vl-utils raises whatever its reader raises (decord, torchvision, ValueError)
+            raise VideoReadError(path or "<unknown>", f"qwen-vl-utils could not read it ({type(err).__name__}: {err})") from err
+        if not vids:
+            raise ValueError(f"No video in conversation: {conversation}")
+        for video, meta in vids:
+            videos.append(video)
+            metadata.append(meta)
+    return videos, metadata
+
+
+def prepare_inputs(
+    processor,
+    videos: Sequence[str],
+    prompt: str | Sequence[str],
+    sampling: VideoSamplingConfig | None = None,
+    *,
+    add_generation_prompt: bool = True,
+    assistant_prefix: str | Sequence[str] | None = None,
+    return_tensors: str = "pt",
+):
+    """Tokenise a batch of (video, prompt) chats and process their frames into model inputs.
+
+    Frames are read and resized by ``qwen_vl_utils.process_vision_info(..., return_video_metadata=True)``; the
+    metadata (source fps, frame indices) goes to the processor so that temporal positions
+    (``second_per_grid_ts``) are right. ``assistant_prefix`` is text appended after the generation prompt (e.g.
+    ``"<answer>"`` to read the score distribution at the answer position).
+
+    Raises:
+        VideoReadError: a video cannot be read (the error names the file).
+    """
+    if isinstance(videos, str):
+        videos = [videos]
+    prompts = [prompt] * len(videos) if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != len(videos):
+        raise ValueError(f"Got {len(videos)} videos but {len(prompts)} prompts.")
+    prefixes = [assistant_prefix] * len(videos) if assistant_prefix is None or isinstance(assistant_prefix, str) else list(assistant_prefix)
+    messages = [build_messages(v, p, sampling) for v, p in zip(videos, prompts)]
+    texts = [
+        processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt) + (pre or "")
+        for m, pre in zip(messages, prefixes)
+    ]
+    video_inputs, video_metadata = _fetch_videos(messages)
+    return processor(
+        text=texts,
+        videos=video_inputs,
+        video_metadata=video_metadata,
+        do_sample_frames=False,
+        padding=True,
+        return_tensors=return_tensors,
+    )
+
+
+def lora_config(
+    r: int = 64,
+    lora_alpha: int = 128,
+    lora_dropout: float = 0.05,
+    target_modules: str | Sequence[str] | None = None,
+    task_type: str = "CAUSAL_LM",
+    **kwargs,
+):
+    """The LoRA of DESIGN.md: r 64, α 128, dropout 0.05 on every linear layer of the language model (the vision
+    tower is left out). ``target_modules`` overrides the default regex."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules if target_modules is not None else LANGUAGE_MODEL_LORA_REGEX,
+        task_type=task_type,
+        **kwargs,
+    )
+
+
+def freeze_vision_tower(model: torch.nn.Module, freeze: bool = True) -> int:
+    """Set ``requires_grad = not freeze`` on the vision tower's parameters; returns how many tensors were changed."""
+    count = 0
+    for name, param in model.named_parameters():
+        if ".visual." in f".{name}" or name.startswith("visual."):
+            param.requires_grad_(not freeze)
+            count += 1
+    if count == 0:
+        logger.warning("freeze_vision_tower: no parameter named '*visual*' found in %s", type(model).__name__)
+    return count
