@@ -57,7 +57,18 @@ PAIR_FEATURES = Features(
     }
 )
 
-VIDEO_COLUMN_CANDIDATES = ("video_id", "name", "video", "video_name", "file", "filename", "file_name", "flickr_id", "id", "vid")
+VIDEO_COLUMN_CANDIDATES = (
+    "video_id",
+    "name",
+    "video",
+    "video_name",
+    "file",
+    "filename",
+    "file_name",
+    "flickr_id",
+    "id",
+    "vid",
+)
 MOS_COLUMN_CANDIDATES = ("mos", "MOS", "score", "Score", "mos_score", "dmos", "DMOS", "quality")
 STD_COLUMN_CANDIDATES = ("mos_std", "std", "sd", "SD", "MOS_std", "mos_sd", "std_dev")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".yuv", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg", ".ts")
@@ -96,7 +107,8 @@ def _pick_column(columns: Sequence[str], wanted: str | None, candidates: Iterabl
         if cand.lower() in lowered:
             return lowered[cand.lower()]
     raise PoolValidationError(
-        path, {f"no {what} column found (set it explicitly)": [f"columns are {list(columns)}; tried {list(candidates)}"]}
+        path,
+        {f"no {what} column found (set it explicitly)": [f"columns are {list(columns)}; tried {list(candidates)}"]},
     )
 
 
@@ -221,12 +233,18 @@ def build_pool(
         raw = pd.read_csv(table_path, dtype=str, keep_default_na=False, sep=delimiter or None, engine="python")
         raw.columns = [str(c).strip() for c in raw.columns]
         if split_column not in raw.columns:
-            raise PoolValidationError(str(table_path), {f"split column {split_column!r} not found": [f"columns are {list(raw.columns)}"]})
+            raise PoolValidationError(
+                str(table_path), {f"split column {split_column!r} not found": [f"columns are {list(raw.columns)}"]}
+            )
         splits = raw[split_column].astype(str).str.strip().tolist()
 
     problems: dict[str, list[str]] = {}
     where = "line"
-    bad_mos = [f"{where} {i}: {n!r} has MOS {t!r}" for i, n, t, m in zip(table.index, table.video_name, table.mos_text, table.mos) if not math.isfinite(m)]
+    bad_mos = [
+        f"{where} {i}: {n!r} has MOS {t!r}"
+        for i, n, t, m in zip(table.index, table.video_name, table.mos_text, table.mos)
+        if not math.isfinite(m)
+    ]
     if bad_mos:
         problems["NaN or non-numeric MOS"] = bad_mos
     if mos_std_column is not None:
@@ -387,7 +405,9 @@ def _pairs_from_labels(
 ) -> Dataset:
     rng = np.random.default_rng(seed)
     videos = np.asarray(ds["video"], dtype=object)
-    ids = np.asarray(ds["video_id"] if "video_id" in ds.column_names else [str(i) for i in range(len(ds))], dtype=object)
+    ids = np.asarray(
+        ds["video_id"] if "video_id" in ds.column_names else [str(i) for i in range(len(ds))], dtype=object
+    )
     chunks: dict[str, list] = {k: [] for k in PAIR_FEATURES}
     for name, idx in _group_indices(ds[group_column]).items():
         if len(idx) < 2:
@@ -433,14 +453,18 @@ def mos_to_pairs(
         raise ValueError(f"Non-finite {mos_column!r} at rows {bad[:_MAX_LISTED].tolist()}")
     hard = lambda a, b: np.where(mos[a] > mos[b], 1.0, np.where(mos[a] < mos[b], 0.0, 0.5))  # noqa: E731
     if label == "hard":
-        return _pairs_from_labels(ds, hard, group_column=group_column, max_pairs_per_dataset=max_pairs_per_dataset, seed=seed)
+        return _pairs_from_labels(
+            ds, hard, group_column=group_column, max_pairs_per_dataset=max_pairs_per_dataset, seed=seed
+        )
     if std_column not in ds.column_names:
         raise KeyError(f"Thurstone labels need a {std_column!r} column (columns: {ds.column_names})")
     std = np.asarray([np.nan if s is None else s for s in ds[std_column]], dtype=float)
     bad = np.flatnonzero(~np.isfinite(std) | (std < 0))
     if bad.size:
         ids = ds.select(bad[:_MAX_LISTED].tolist())["video_id"] if "video_id" in ds.column_names else bad.tolist()
-        raise ValueError(f"Thurstone labels need a finite, non-negative {std_column!r} for every video; missing for {ids}")
+        raise ValueError(
+            f"Thurstone labels need a finite, non-negative {std_column!r} for every video; missing for {ids}"
+        )
 
     def thurstone(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         scale = np.sqrt(std[a] ** 2 + std[b] ** 2)
@@ -448,7 +472,9 @@ def mos_to_pairs(
             p = norm.cdf((mos[a] - mos[b]) / scale)
         return np.where(scale > 0, p, hard(a, b))
 
-    return _pairs_from_labels(ds, thurstone, group_column=group_column, max_pairs_per_dataset=max_pairs_per_dataset, seed=seed)
+    return _pairs_from_labels(
+        ds, thurstone, group_column=group_column, max_pairs_per_dataset=max_pairs_per_dataset, seed=seed
+    )
 
 
 def error_pairs(
@@ -473,7 +499,9 @@ def error_pairs(
     keep = np.flatnonzero(np.isfinite(pred) & np.isfinite(mos))
     dropped = len(ds) - len(keep)
     if dropped:
-        logger.warning("error_pairs: dropped %d of %d rows with a NaN %r or %r.", dropped, len(ds), pred_column, mos_column)
+        logger.warning(
+            "error_pairs: dropped %d of %d rows with a NaN %r or %r.", dropped, len(ds), pred_column, mos_column
+        )
     if len(keep) < len(ds):
         ds = ds.select(keep.tolist())
         pred, mos = pred[keep], mos[keep]
@@ -491,4 +519,6 @@ def error_pairs(
 
 def merge_pairs(*pair_sets: Dataset) -> Dataset:
     """Concatenate pair Datasets from different pools (no rescaling: labels are scale-free)."""
-    return concatenate_datasets([p.cast(PAIR_FEATURES) if set(p.column_names) == set(PAIR_FEATURES) else p for p in pair_sets])
+    return concatenate_datasets(
+        [p.cast(PAIR_FEATURES) if set(p.column_names) == set(PAIR_FEATURES) else p for p in pair_sets]
+    )

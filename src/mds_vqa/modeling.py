@@ -147,7 +147,13 @@ def _fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.
     videos, metadata = [], []
     for conversation in messages:
         path = next(
-            (ele["video"] for msg in conversation if isinstance(msg["content"], list) for ele in msg["content"] if "video" in ele),
+            (
+                ele["video"]
+                for msg in conversation
+                if isinstance(msg["content"], list)
+                for ele in msg["content"]
+                if "video" in ele
+            ),
             None,
         )
         try:
@@ -155,7 +161,9 @@ def _fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.
         except VideoReadError:
             raise
         except Exception as err:  # qwen-vl-utils raises whatever its reader raises (decord, torchvision, ValueError)
-            raise VideoReadError(path or "<unknown>", f"qwen-vl-utils could not read it ({type(err).__name__}: {err})") from err
+            raise VideoReadError(
+                path or "<unknown>", f"qwen-vl-utils could not read it ({type(err).__name__}: {err})"
+            ) from err
         if not vids:
             raise ValueError(f"No video in conversation: {conversation}")
         for video, meta in vids:
@@ -189,7 +197,11 @@ def prepare_inputs(
     prompts = [prompt] * len(videos) if isinstance(prompt, str) else list(prompt)
     if len(prompts) != len(videos):
         raise ValueError(f"Got {len(videos)} videos but {len(prompts)} prompts.")
-    prefixes = [assistant_prefix] * len(videos) if assistant_prefix is None or isinstance(assistant_prefix, str) else list(assistant_prefix)
+    prefixes = (
+        [assistant_prefix] * len(videos)
+        if assistant_prefix is None or isinstance(assistant_prefix, str)
+        else list(assistant_prefix)
+    )
     messages = [build_messages(v, p, sampling) for v, p in zip(videos, prompts)]
     texts = [
         processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt) + (pre or "")

@@ -71,7 +71,11 @@ QWEN2_VL_CHAT_TEMPLATE = (
 def _tokenizer_corpus() -> list[str]:
     texts = [p for task in PROMPTS.values() for p in task.values()]
     texts += ["You are a helpful assistant.", "system", "user", "assistant"]
-    texts += [f"<think>The video looks {w}.</think> <answer>{s:.2f}</answer>" for w in ("sharp", "blurry", "noisy", "fine") for s in np.linspace(1, 5, 17)]
+    texts += [
+        f"<think>The video looks {w}.</think> <answer>{s:.2f}</answer>"
+        for w in ("sharp", "blurry", "noisy", "fine")
+        for s in np.linspace(1, 5, 17)
+    ]
     texts += [" ".join(str(i) for i in range(100))]
     return texts * 4
 
@@ -175,7 +179,10 @@ def build_tiny_qwen2_5_vl(
     image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
     video_processor = Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
     processor = Qwen2_5_VLProcessor(
-        image_processor=image_processor, tokenizer=tok, video_processor=video_processor, chat_template=QWEN2_VL_CHAT_TEMPLATE
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=video_processor,
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +256,9 @@ def _content(num_frames: int, height: int, width: int, rng: np.random.Generator)
     side = max(4, min(height, width) // 4)
     for t in range(num_frames):
         for c in range(3):
-            frames[t, :, :, c] = 128 + 90 * np.sin(freq[c] * (xx + 2 * t) + phase[c]) * np.cos(freq[(c + 1) % 3] * (yy - t))
+            frames[t, :, :, c] = 128 + 90 * np.sin(freq[c] * (xx + 2 * t) + phase[c]) * np.cos(
+                freq[(c + 1) % 3] * (yy - t)
+            )
         y0 = int((height - side) * (0.5 + 0.5 * math.sin(0.3 * t + phase[0])))
         x0 = int((width - side) * (0.5 + 0.5 * math.cos(0.2 * t + phase[1])))
         frames[t, y0 : y0 + side, x0 : x0 + side] = colour
@@ -314,6 +323,8 @@ def make_video_pool(
     rows = []
     for i, d in enumerate(distortions):
         vid = f"{prefix}_{i:04d}"
-        path = make_video(Path(folder) / f"{vid}.mp4", d, seed=seed if same_content else seed + 7919 * i, **video_kwargs)
+        path = make_video(
+            Path(folder) / f"{vid}.mp4", d, seed=seed if same_content else seed + 7919 * i, **video_kwargs
+        )
         rows.append({"video_id": vid, "video": path, "mos": d.quality(), **asdict(d)})
     return rows

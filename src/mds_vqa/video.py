@@ -132,7 +132,9 @@ def _read_decord(path: Path, num_frames, fps) -> tuple[np.ndarray, VideoMetadata
     try:
         frames = vr.get_batch(indices).asnumpy()
     except Exception as err:
-        raise VideoReadError(path, f"decoding failed, the file is corrupt or truncated ({type(err).__name__}: {err})") from err
+        raise VideoReadError(
+            path, f"decoding failed, the file is corrupt or truncated ({type(err).__name__}: {err})"
+        ) from err
     if frames.shape[0] != len(indices):
         raise VideoReadError(path, f"asked for {len(indices)} frames, decoded {frames.shape[0]}")
     meta = VideoMetadata(str(path), src_fps, total, indices, int(frames.shape[2]), int(frames.shape[1]), "decord")
@@ -165,7 +167,9 @@ def _probe_av(path: Path) -> tuple[int, float, int, int]:
             try:
                 total = sum(1 for _ in container.decode(stream))
             except Exception as err:
-                raise VideoReadError(path, f"decoding failed while counting frames ({type(err).__name__}: {err})") from err
+                raise VideoReadError(
+                    path, f"decoding failed while counting frames ({type(err).__name__}: {err})"
+                ) from err
     finally:
         container.close()
     if total == 0:
@@ -196,7 +200,10 @@ def _read_pyav(path: Path, num_frames, fps) -> tuple[np.ndarray, VideoMetadata]:
             if i >= last:
                 break
     except Exception as err:
-        raise VideoReadError(path, f"decoding failed after {decoded} frames, the file is corrupt or truncated ({type(err).__name__}: {err})") from err
+        raise VideoReadError(
+            path,
+            f"decoding failed after {decoded} frames, the file is corrupt or truncated ({type(err).__name__}: {err})",
+        ) from err
     finally:
         container.close()
     missing = [idx for idx, arr in zip(indices, out) if arr is None]

@@ -1,0 +1,32 @@
+"""Argument dataclasses for the recipes (parsed by ``TrlParser`` from YAML with CLI overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["BuildPoolArguments"]
+
+
+@dataclass
+class BuildPoolArguments:
+    """Build a pool Dataset from a MOS table and a video folder (``recipes/build_pool.py``)."""
+
+    mos_table: str = field(metadata={"help": "MOS table: CSV, TSV or TXT (export XLSX to CSV first)."})
+    video_dir: str = field(metadata={"help": "Folder holding the video files (searched recursively)."})
+    output_dir: str = field(metadata={"help": "Where the pool Dataset is saved with `save_to_disk`."})
+    dataset_name: str = field(metadata={"help": "Domain name written in the `dataset` column, e.g. 'konvid_1k'."})
+    split: str = field(default="train", metadata={"help": "Value of the `split` column for every row."})
+    split_column: str | None = field(default=None, metadata={"help": "Table column holding each row's split."})
+    test_size: float | None = field(default=None, metadata={"help": "Seeded random train/test split: test fraction."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random split."})
+    video_column: str | None = field(default=None, metadata={"help": "Video name column (None: auto-detect)."})
+    mos_column: str | None = field(default=None, metadata={"help": "MOS column (None: auto-detect)."})
+    mos_std_column: str | None = field(default=None, metadata={"help": "Per-video MOS standard deviation column."})
+    video_extension: str | None = field(default=None, metadata={"help": "Appended to names without one, e.g. '.mp4'."})
+    delimiter: str | None = field(default=None, metadata={"help": "Column separator (None: auto-detect)."})
+    has_header: bool = field(default=True, metadata={"help": "The table's first line is a header."})
+    higher_is_better: bool = field(default=True, metadata={"help": "False for DMOS tables: the scale is flipped."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing pool in output_dir."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the pool to the Hub after saving."})
+    hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset repo id for push_to_hub."})
+    hub_private: bool = field(default=True, metadata={"help": "Create the Hub repo as private."})

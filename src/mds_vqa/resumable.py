@@ -1,0 +1,236 @@
+"""Resumable, data-parallel batch processing of a pool (scoring, feature extraction).
+
+Results are written to ``work_dir`` in small Parquet shards as they are produced (atomically: write then rename),
+so a run killed by Ctrl-C, an OOM or a lost node restarts where it stopped: items found in existing shards are not
+recomputed. Under ``accelerate`` each process takes every ``num_processes``-th item and writes its own shards; the
+main process merges them into the pool once every process is done.
+
+A batch that raises one of ``skip_exceptions`` (by default :class:`~mds_vqa.video.VideoReadError`) is retried item by
+item; an item that still fails is recorded (index, id, reason) in ``failures-<rank>.jsonl`` and skipped, or re-raised
+when ``strict``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from .video import VideoReadError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ResumableRun", "RunSummary", "load_results", "load_failures", "merge_results", "INDEX_COLUMN"]
+
+INDEX_COLUMN = "_index"
+
+
+@dataclass
+class RunSummary:
+    """What one process did: items computed now, found done from an earlier run, failed, and the seconds spent."""
+
+    computed: int = 0
+    skipped_done: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _shard_files(work_dir: Path) -> list[Path]:
+    return sorted(work_dir.glob("shard-*.parquet"))
+
+
+def load_results(work_dir: str | os.PathLike) -> pa.Table | None:
+    """Every shard of ``work_dir`` concatenated (column ``_index`` + result columns), or ``None`` when there is none."""
+    files = _shard_files(Path(work_dir))
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+def load_failures(work_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every recorded failure (``_index``, ``id``, ``reason``) of ``work_dir``, in index order."""
+    out = []
+    for f in sorted(Path(work_dir).glob("failures-*.jsonl")):
+        for line in f.read_text().splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+    return sorted(out, key=lambda r: r[INDEX_COLUMN])
+
+
+class ResumableRun:
+    """Process ``items`` in batches with ``fn``, saving results to ``work_dir`` as they come.
+
+    Args:
+        work_dir: folder of shards and failure logs (created).
+        fn: ``fn(rows: list[dict]) -> list[dict]``, one result dict per row, same keys for every row.
+        batch_size: rows per call of ``fn``.
+        flush_every: rows buffered before a shard is written (a hard kill loses at most this many).
+        process_index / num_processes: this process's share (``accelerator.process_index`` / ``num_processes``).
+        id_column: the column naming an item in failure records.
+        strict: re-raise the first item failure instead of recording it.
+        skip_exceptions: exception types that mark a single item as failed.
+        retry_failures: recompute items recorded as failed by an earlier run.
+        desc: progress-bar label.
+    """
+
+    def __init__(
+        self,
+        work_dir: str | os.PathLike,
+        fn: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+        *,
+        batch_size: int = 8,
+        flush_every: int = 64,
+        process_index: int = 0,
+        num_processes: int = 1,
+        id_column: str = "video_id",
+        strict: bool = False,
+        skip_exceptions: tuple[type[BaseException], ...] = (VideoReadError,),
+        retry_failures: bool = False,
+        desc: str = "processing",
+        disable_progress: bool | None = None,
+    ):
+        if batch_size <= 0 or flush_every <= 0:
+            raise ValueError(f"batch_size and flush_every must be positive, got {batch_size}, {flush_every}")
+        self.work_dir = Path(work_dir)
+        self.fn = fn
+        self.batch_size = batch_size
+        self.flush_every = max(flush_every, batch_size)
+        self.rank = process_index
+        self.world = num_processes
+        self.id_column = id_column
+        self.strict = strict
+        self.skip_exceptions = skip_exceptions
+        self.retry_failures = retry_failures
+        self.desc = desc
+        self.disable_progress = disable_progress
+        self._buffer: list[dict[str, Any]] = []
+        self._shard_counter = 0
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------------
+    def done_indices(self) -> set[int]:
+        """Indices already computed (any process, any earlier run) plus recorded failures unless retried."""
+        done: set[int] = set()
+        for f in _shard_files(self.work_dir):
+            done.update(pq.read_table(f, columns=[INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist())
+        if not self.retry_failures:
+            done.update(r[INDEX_COLUMN] for r in load_failures(self.work_dir))
+        return done
+
+    def _next_shard_path(self) -> Path:
+        while True:
+            path = (
+                self.work_dir
+                / f"shard-{self.rank:05d}-{int(time.time() * 1e3):015d}-{self._shard_counter:06d}.parquet"
+            )
+            self._shard_counter += 1
+            if not path.exists():
+                return path
+
+    def flush(self) -> None:
+        """Write the buffered results as one shard (atomic rename)."""
+        if not self._buffer:
+            return
+        table = pa.Table.from_pylist(self._buffer)
+        path = self._next_shard_path()
+        tmp = path.with_suffix(".parquet.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        self._buffer = []
+
+    def _record_failure(self, index: int, row: dict[str, Any], err: BaseException, summary: RunSummary) -> None:
+        rec = {
+            INDEX_COLUMN: index,
+            "id": str(row.get(self.id_column, index)),
+            "reason": f"{type(err).__name__}: {err}",
+        }
+        with open(self.work_dir / f"failures-{self.rank:05d}.jsonl", "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        summary.failed += 1
+        summary.failures.append(rec)
+        logger.warning("Skipping item %s (%s): %s", rec["id"], index, rec["reason"])
+
+    def _run_batch(self, indices: list[int], rows: list[dict[str, Any]], summary: RunSummary) -> None:
+        try:
+            results = self.fn(rows)
+        except self.skip_exceptions as err:
+            if self.strict:
+                raise
+            if len(rows) == 1:
+                self._record_failure(indices[0], rows[0], err, summary)
+            else:  # isolate the bad item(s): retry one by one
+                for i, r in zip(indices, rows):
+                    self._run_batch([i], [r], summary)
+            return
+        if len(results) != len(rows):
+            raise RuntimeError(f"{self.desc}: the batch function returned {len(results)} results for {len(rows)} rows")
+        for i, res in zip(indices, results):
+            self._buffer.append({INDEX_COLUMN: i, **res})
+            summary.computed += 1
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+
+    # -- main loop -----------------------------------------------------------------------------------------------
+    def run(self, items: Sequence[dict[str, Any]]) -> RunSummary:
+        """Process this process's share of ``items`` (rows of a Dataset or dicts), skipping what is done."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        summary = RunSummary()
+        done = self.done_indices()
+        mine = [i for i in range(self.rank, len(items), self.world)]
+        todo = [i for i in mine if i not in done]
+        summary.skipped_done = len(mine) - len(todo)
+        if summary.skipped_done:
+            logger.info(
+                "%s: %d of %d items already done in %s, resuming.",
+                self.desc,
+                summary.skipped_done,
+                len(mine),
+                self.work_dir,
+            )
+        disable = self.disable_progress if self.disable_progress is not None else self.rank != 0
+        bar = tqdm(total=len(mine), initial=summary.skipped_done, desc=self.desc, unit="video", disable=disable)
+        try:
+            for start_pos in range(0, len(todo), self.batch_size):
+                batch = todo[start_pos : start_pos + self.batch_size]
+                rows = [items[i] for i in batch]
+                self._run_batch(batch, rows, summary)
+                bar.update(len(batch))
+        finally:
+            self.flush()  # Ctrl-C or an exception: keep everything computed so far
+            bar.close()
+            summary.seconds = time.perf_counter() - start
+        return summary
+
+
+def merge_results(ds, work_dir: str | os.PathLike, columns: Sequence[str] | None = None):
+    """Add the result columns found in ``work_dir`` to the Dataset ``ds`` (row ``i`` gets the result of index ``i``;
+    ``None`` where an item failed or was not computed). Returns ``(new_ds, missing_indices)``."""
+    table = load_results(work_dir)
+    if table is None:
+        raise FileNotFoundError(f"No result shards in {work_dir}")
+    index = table.column(INDEX_COLUMN).to_pylist()
+    if len(set(index)) != len(index):
+        raise RuntimeError(f"Duplicate results in {work_dir}: the shards overlap (was the pool changed between runs?)")
+    if index and max(index) >= len(ds):
+        raise RuntimeError(f"{work_dir} holds results for index {max(index)} but the pool has {len(ds)} rows")
+    position = {i: k for k, i in enumerate(index)}
+    names = [c for c in table.column_names if c != INDEX_COLUMN] if columns is None else list(columns)
+    missing = [i for i in range(len(ds)) if i not in position]
+    out = ds
+    for name in names:
+        values = table.column(name).to_pylist()
+        full = [values[position[i]] if i in position else None for i in range(len(ds))]
+        if name in out.column_names:
+            out = out.remove_columns(name)
+        out = out.add_column(name, full)
+    return out, missing
