@@ -22,7 +22,9 @@ class BuildPoolArguments:
     video_column: str | None = field(default=None, metadata={"help": "Video name column (None: auto-detect)."})
     mos_column: str | None = field(default=None, metadata={"help": "MOS column (None: auto-detect)."})
     mos_std_column: str | None = field(default=None, metadata={"help": "Per-video MOS standard deviation column."})
-    video_extension: str | None = field(default=None, metadata={"help": "Appended to names without one, e.g. '.mp4'."})
+    video_extension: str | None = field(
+        default=None, metadata={"help": "Appended verbatim to names without an extension, e.g. '.mp4'."}
+    )
     delimiter: str | None = field(default=None, metadata={"help": "Column separator (None: auto-detect)."})
     has_header: bool = field(default=True, metadata={"help": "The table's first line is a header."})
     higher_is_better: bool = field(default=True, metadata={"help": "False for DMOS tables: the scale is flipped."})

@@ -259,7 +259,11 @@ def build_pool(
     if empty_names:
         problems["empty video name"] = empty_names
 
-    ids = [Path(n).stem if Path(n).suffix.lower() in VIDEO_EXTENSIONS else n for n in table.video_name]
+    # The id is the name without its video extension; folders are kept (AIGVQA-DB reuses file names across folders).
+    ids = [
+        Path(n).with_suffix("").as_posix() if Path(n).suffix.lower() in VIDEO_EXTENSIONS else n
+        for n in table.video_name
+    ]
     seen: dict[str, int] = {}
     dups = []
     for line, vid in zip(table.index, ids):
@@ -276,7 +280,7 @@ def build_pool(
     for line, name in zip(table.index, table.video_name):
         key = name
         if video_extension and not Path(name).suffix:
-            key = name + (video_extension if video_extension.startswith(".") else "." + video_extension)
+            key = name + video_extension  # appended verbatim: ".mp4", or a suffix such as "_crf_10_ss_00_t_20.0.mp4"
         found = index.get(key, [])
         if not found and not video_extension and not Path(name).suffix:
             found = [p for p in index.get(name, []) if p.suffix.lower() in VIDEO_EXTENSIONS]
@@ -351,8 +355,8 @@ def normalize_mos(
             raise KeyError(f"Column {col!r} not in the Dataset (columns: {ds.column_names})")
     if raw_column in ds.column_names:
         raise ValueError(f"Column {raw_column!r} already exists: the Dataset looks normalised already.")
-    mos = np.asarray(ds[mos_column], dtype=float)
-    groups = ds[group_column]
+    mos = np.asarray(list(ds[mos_column]), dtype=float)
+    groups = list(ds[group_column])
     new = np.empty_like(mos)
     scale = np.ones_like(mos)
     for name, idx in _group_indices(groups).items():
@@ -368,7 +372,7 @@ def normalize_mos(
     out = ds.add_column(raw_column, mos.tolist())
     out = out.remove_columns(mos_column).add_column(mos_column, new.tolist())
     if "mos_std" in ds.column_names:
-        std = [None if s is None else float(s) * float(k) for s, k in zip(ds["mos_std"], scale)]
+        std = [None if s is None else float(s) * float(k) for s, k in zip(list(ds["mos_std"]), scale)]
         out = out.remove_columns("mos_std").add_column("mos_std", std, feature=Value("float64"))
     return out.select_columns(ds.column_names + [raw_column])
 
@@ -404,12 +408,12 @@ def _pairs_from_labels(
     extra: dict[str, np.ndarray] | None = None,
 ) -> Dataset:
     rng = np.random.default_rng(seed)
-    videos = np.asarray(ds["video"], dtype=object)
+    videos = np.asarray(list(ds["video"]), dtype=object)
     ids = np.asarray(
-        ds["video_id"] if "video_id" in ds.column_names else [str(i) for i in range(len(ds))], dtype=object
+        list(ds["video_id"]) if "video_id" in ds.column_names else [str(i) for i in range(len(ds))], dtype=object
     )
     chunks: dict[str, list] = {k: [] for k in PAIR_FEATURES}
-    for name, idx in _group_indices(ds[group_column]).items():
+    for name, idx in _group_indices(list(ds[group_column])).items():
         if len(idx) < 2:
             logger.warning("Dataset %r has %d video(s): no pairs.", name, len(idx))
             continue
@@ -447,7 +451,7 @@ def mos_to_pairs(
     for col in ("video", mos_column, group_column):
         if col not in ds.column_names:
             raise KeyError(f"Column {col!r} not in the Dataset (columns: {ds.column_names})")
-    mos = np.asarray(ds[mos_column], dtype=float)
+    mos = np.asarray(list(ds[mos_column]), dtype=float)
     bad = np.flatnonzero(~np.isfinite(mos))
     if bad.size:
         raise ValueError(f"Non-finite {mos_column!r} at rows {bad[:_MAX_LISTED].tolist()}")
@@ -458,10 +462,12 @@ def mos_to_pairs(
         )
     if std_column not in ds.column_names:
         raise KeyError(f"Thurstone labels need a {std_column!r} column (columns: {ds.column_names})")
-    std = np.asarray([np.nan if s is None else s for s in ds[std_column]], dtype=float)
+    std = np.asarray([np.nan if s is None else s for s in list(ds[std_column])], dtype=float)
     bad = np.flatnonzero(~np.isfinite(std) | (std < 0))
     if bad.size:
-        ids = ds.select(bad[:_MAX_LISTED].tolist())["video_id"] if "video_id" in ds.column_names else bad.tolist()
+        ids = (
+            list(ds.select(bad[:_MAX_LISTED].tolist())["video_id"]) if "video_id" in ds.column_names else bad.tolist()
+        )
         raise ValueError(
             f"Thurstone labels need a finite, non-negative {std_column!r} for every video; missing for {ids}"
         )
@@ -494,8 +500,8 @@ def error_pairs(
     for col in ("video", pred_column, mos_column, group_column):
         if col not in ds.column_names:
             raise KeyError(f"Column {col!r} not in the Dataset (columns: {ds.column_names})")
-    pred = np.asarray([np.nan if v is None else v for v in ds[pred_column]], dtype=float)
-    mos = np.asarray(ds[mos_column], dtype=float)
+    pred = np.asarray([np.nan if v is None else v for v in list(ds[pred_column])], dtype=float)
+    mos = np.asarray(list(ds[mos_column]), dtype=float)
     keep = np.flatnonzero(np.isfinite(pred) & np.isfinite(mos))
     dropped = len(ds) - len(keep)
     if dropped:
@@ -513,7 +519,7 @@ def error_pairs(
         max_pairs_per_dataset=max_pairs_per_dataset,
         seed=seed,
     )
-    by_id = dict(zip(ds["video"], err.tolist()))
+    by_id = dict(zip(list(ds["video"]), err.tolist()))
     return pairs.map(lambda r: {"error_a": by_id[r["video_a"]], "error_b": by_id[r["video_b"]]}, desc="error columns")
 
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: offline Hub, a tiny Qwen2.5-VL saved to a folder, generated videos."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
+
+import pytest  # noqa: E402
+
+from mds_vqa.testing import Distortion, build_tiny_qwen2_5_vl, make_video, make_video_pool  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A tiny random Qwen2.5-VL + processor saved to a folder (loaded by path like a Hub checkpoint)."""
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny_qwen2_5_vl"))
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory):
+    """Six generated videos of known quality order (same content, increasing distortion)."""
+    folder = tmp_path_factory.mktemp("videos")
+    distortions = [
+        Distortion(),
+        Distortion(blur=0.8),
+        Distortion(noise=12),
+        Distortion(blur=1.5, crf=32),
+        Distortion(noise=30, crf=36),
+        Distortion(blur=2.5, noise=25, crf=42),
+    ]
+    rows = make_video_pool(folder, distortions, same_content=True)
+    return folder, rows
+
+
+@pytest.fixture
+def video_file(tmp_path) -> str:
+    """One short generated mp4 (16 frames, 64×64, 8 fps)."""
+    return make_video(tmp_path / "clip.mp4", Distortion(blur=1.0))
