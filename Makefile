@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install test test-fast lint demo
+.PHONY: install test test-fast lint toy
 
 install:  ## create .venv and install mds-vqa with its dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -19,3 +19,7 @@ test-fast:  ## the default quick suite
 lint:
 	$(BIN)/ruff check src recipes tests benchmarks
 	$(BIN)/ruff format --check src recipes tests benchmarks
+
+toy:  ## offline toy data: generated videos, MOS tables, tiny Qwen2.5-VL, and a pool Dataset
+	HF_HUB_OFFLINE=1 $(BIN)/python recipes/make_toy_data.py --output_dir outputs/toy
+	HF_HUB_OFFLINE=1 $(BIN)/python recipes/build_pool.py --config outputs/toy/target/build_pool.yaml
