@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["BuildPoolArguments"]
+from trl import ModelConfig
+
+__all__ = ["BuildPoolArguments", "VQAModelConfig", "peft_config_from"]
 
 
 @dataclass
@@ -32,3 +34,38 @@ class BuildPoolArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "Push the pool to the Hub after saving."})
     hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset repo id for push_to_hub."})
     hub_private: bool = field(default=True, metadata={"help": "Create the Hub repo as private."})
+
+
+@dataclass
+class VQAModelConfig(ModelConfig):
+    """TRL's ``ModelConfig`` with mds-vqa's defaults: LoRA r 64, α 128, dropout 0.05 on the language model's linear
+    layers (``lora_target_modules`` None = that default), bf16 weights."""
+
+    model_name_or_path: str | None = field(
+        default="hollow404/VQR1-7B-YouTubeUGC", metadata={"help": "Hub id or folder of the Qwen2.5-VL quality model."}
+    )
+    dtype: str | None = field(default="bfloat16", metadata={"help": "'auto', 'bfloat16', 'float16' or 'float32'."})
+    use_peft: bool = field(
+        default=True, metadata={"help": "Train a LoRA adapter (the default) instead of all weights."}
+    )
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+
+
+def peft_config_from(model_args: ModelConfig):
+    """The LoRA config of ``model_args`` (``None`` when ``use_peft`` is off), targeting the language model's linear
+    layers unless ``lora_target_modules`` is set."""
+    from .modeling import lora_config
+
+    if not model_args.use_peft:
+        return None
+    return lora_config(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=model_args.lora_target_modules,
+        use_rslora=model_args.use_rslora,
+        use_dora=model_args.use_dora,
+        modules_to_save=model_args.lora_modules_to_save,
+    )

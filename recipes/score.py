@@ -1,0 +1,161 @@
+"""Score every video of a pool Dataset with a Qwen2.5-VL model (f, or f + an adapter such as the failure predictor g).
+
+Usage:
+    accelerate launch recipes/score.py --config recipes/configs/demo/score.yaml
+    python recipes/score.py --dataset_path pools/sdr --output_dir pools/sdr_g --model_name_or_path hollow404/VQR1-7B-YouTubeUGC \
+        --adapter outputs/g --task difficulty --score_column difficulty
+
+Batched, data-parallel under ``accelerate`` (each process scores every n-th video), resumable (results are written in
+shards to ``work_dir`` as they come; a re-run after a kill skips what is done), with a progress bar. An undecodable
+video is recorded with its reason and skipped (``--strict true`` stops instead). Parse failures of generated answers
+are NaN and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+from datasets import load_from_disk
+from trl import TrlParser
+
+from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
+from mds_vqa.resumable import ResumableRun, load_failures, merge_results
+from mds_vqa.scoring import ScoringConfig, score_videos
+from mds_vqa.video import VideoReadError
+
+logger = logging.getLogger("mds_vqa.score")
+
+
+@dataclass
+class ScoreScriptArguments:
+    """Inputs, outputs and model of a scoring run."""
+
+    dataset_path: str = field(metadata={"help": "Pool Dataset folder (saved with save_to_disk)."})
+    output_dir: str = field(metadata={"help": "Where the scored Dataset is saved."})
+    model_name_or_path: str = field(metadata={"help": "Hub id or folder of the Qwen2.5-VL model."})
+    adapter: str | None = field(default=None, metadata={"help": "PEFT adapter folder or Hub id (e.g. g)."})
+    dtype: str = field(default="auto", metadata={"help": "'auto', 'bfloat16', 'float16' or 'float32'."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. 'flash_attention_2', 'sdpa'."})
+    score_column: str = field(default="score", metadata={"help": "Name of the score column written."})
+    split: str | None = field(default=None, metadata={"help": "Score only the rows of this split."})
+    batch_size: int = field(default=4, metadata={"help": "Videos per forward pass."})
+    flush_every: int = field(default=32, metadata={"help": "Results buffered before a shard is written."})
+    work_dir: str | None = field(default=None, metadata={"help": "Shard folder (default: <output_dir>.work)."})
+    strict: bool = field(default=False, metadata={"help": "Stop at the first unreadable video."})
+    retry_failures: bool = field(default=False, metadata={"help": "Retry videos that failed in an earlier run."})
+    keep_work_dir: bool = field(default=False, metadata={"help": "Keep the shards after the merge."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
+
+
+def main(script_args: ScoreScriptArguments, scoring: ScoringConfig, sampling: VideoSamplingConfig) -> dict:
+    """Score the pool; return the run summary (also written to ``<output_dir>/scoring_summary.json``)."""
+    state = PartialState()
+    out = Path(script_args.output_dir)
+    if out.resolve() == Path(script_args.dataset_path).resolve():
+        raise ValueError("output_dir must differ from dataset_path (a Dataset cannot be saved over itself).")
+    if state.is_main_process and out.exists() and any(out.iterdir()) and not script_args.overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
+    work_dir = Path(script_args.work_dir or f"{script_args.output_dir}.work")
+
+    pool = load_from_disk(script_args.dataset_path)
+    if script_args.split is not None:
+        pool = pool.filter(lambda s: s == script_args.split, input_columns="split", desc=f"split={script_args.split}")
+        if len(pool) == 0:
+            raise ValueError(f"No row of {script_args.dataset_path} has split {script_args.split!r}.")
+    model, processor = load_model_and_processor(
+        script_args.model_name_or_path,
+        adapter=script_args.adapter,
+        dtype=script_args.dtype,
+        attn_implementation=script_args.attn_implementation,
+    )
+    model.to(state.device)
+    col = script_args.score_column
+
+    def fn(rows):
+        results = score_videos(model, processor, [r["video"] for r in rows], scoring, sampling)
+        if scoring.mode == "expectation":
+            return [{col: r["score"], f"{col}_digit_probs": r["digit_probs"]} for r in results]
+        return [
+            {col: r["score"], f"{col}_texts": r["texts"], f"{col}_parse_failures": r["parse_failures"]}
+            for r in results
+        ]
+
+    run = ResumableRun(
+        work_dir,
+        fn,
+        batch_size=script_args.batch_size,
+        flush_every=script_args.flush_every,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        strict=script_args.strict,
+        skip_exceptions=(VideoReadError,),
+        retry_failures=script_args.retry_failures,
+        desc=f"scoring ({scoring.mode}, {scoring.task})",
+    )
+    rows = pool.select_columns(["video_id", "video"])
+    summary = run.run(rows)
+    state.wait_for_everyone()
+    result: dict = {}
+    if state.is_main_process:
+        scored, missing = merge_results(pool, work_dir)
+        failures = {f["_index"]: f["reason"] for f in load_failures(work_dir)}
+        scored = scored.add_column(f"{col}_error", [failures.get(i) for i in range(len(scored))])
+        scores = [s for s in scored[col]]
+        nan_scores = sum(1 for s in scores if s is not None and math.isnan(s))
+        result = {
+            "dataset_path": script_args.dataset_path,
+            "model": script_args.model_name_or_path,
+            "adapter": script_args.adapter,
+            "score_column": col,
+            "videos": len(scored),
+            "scored": len(scored) - len(missing),
+            "unreadable": len(failures),
+            "unreadable_videos": [
+                {"video_id": scored[i]["video_id"], "reason": r} for i, r in sorted(failures.items())
+            ],
+            "not_scored": len(missing) - len(failures),
+            "nan_scores": nan_scores,
+            "computed_this_run_by_main_process": summary.computed,
+            "skipped_already_done_by_main_process": summary.skipped_done,
+            "seconds_main_process": round(summary.seconds, 3),
+            "scoring": asdict(scoring),
+            "sampling": asdict(sampling),
+        }
+        if scoring.mode == "generate":
+            result["parse_failures"] = int(sum(scored[f"{col}_parse_failures"][i] or 0 for i in range(len(scored))))
+            result["samples"] = scoring.num_samples * result["scored"]
+        if out.exists():
+            shutil.rmtree(out)
+        scored.save_to_disk(str(out))
+        (out / "scoring_summary.json").write_text(json.dumps(result, indent=2))
+        if not script_args.keep_work_dir and result["not_scored"] == 0:
+            shutil.rmtree(work_dir)
+        msg = f"Scored {result['scored']}/{result['videos']} videos -> {out} (column {col!r})"
+        if failures:
+            msg += f"; {len(failures)} unreadable (see scoring_summary.json)"
+        if scoring.mode == "generate":
+            msg += f"; {result['parse_failures']} of {result['samples']} answers unparseable, {nan_scores} videos NaN"
+        print(msg)
+    state.wait_for_everyone()
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = TrlParser((ScoreScriptArguments, ScoringConfig, VideoSamplingConfig))
+    script_args, scoring_config, sampling_config = parser.parse_args_and_config()
+    start = time.perf_counter()
+    try:
+        main(script_args, scoring_config, sampling_config)
+    except (FileExistsError, FileNotFoundError, ValueError, VideoReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    logger.info("done in %.1f s", time.perf_counter() - start)

@@ -1,0 +1,155 @@
+"""Train the failure predictor g: LoRA on f under the difficulty prompt, fidelity loss on error-ranking pairs.
+
+Usage:
+    accelerate launch --config_file accelerate_configs/zero2.yaml recipes/train_failure_predictor.py \
+        --config recipes/configs/youtube_sfv_sdr/failure_predictor.yaml
+
+Input: the labelled source pool scored by f (``recipes/score.py``: a score column next to ``mos``). The MOS is
+normalised per dataset to [1, 5] (f's scale), the error is ``|f(x) − MOS(x)|``, and pairs are formed within each dataset
+(in the batch, or as an explicit pair Dataset with ``--pairing pairs``). Held-out videos (``eval_split`` or a seeded
+``eval_size`` fraction) report pairwise accuracy and SRCC between g and the error. The adapter is saved to
+``output_dir`` and loads with ``PeftModel.from_pretrained(base, output_dir)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from datasets import load_from_disk
+from transformers.trainer_utils import get_last_checkpoint
+from trl import TrlParser
+
+from mds_vqa.configs import VQAModelConfig, peft_config_from
+from mds_vqa.data import error_pairs, normalize_mos
+from mds_vqa.failure_predictor import FailurePredictorConfig, FailurePredictorTrainer
+from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
+
+logger = logging.getLogger("mds_vqa.train_failure_predictor")
+
+
+@dataclass
+class FailurePredictorScriptArguments:
+    """Data of the failure-predictor run."""
+
+    dataset_path: str = field(metadata={"help": "Source pool scored by f (save_to_disk folder)."})
+    pred_column: str = field(default="score", metadata={"help": "Column holding f's scores."})
+    mos_column: str = field(default="mos", metadata={"help": "Column holding the MOS."})
+    normalize: bool = field(default=True, metadata={"help": "Min-max the MOS to [1, 5] per dataset (f's scale)."})
+    train_split: str | None = field(default=None, metadata={"help": "Train on rows of this split (None: all)."})
+    eval_split: str | None = field(default=None, metadata={"help": "Evaluate on rows of this split."})
+    eval_size: float = field(default=0.1, metadata={"help": "Else hold out this seeded fraction (0: no eval)."})
+    max_pairs_per_dataset: int | None = field(default=100_000, metadata={"help": "pairing=pairs: cap per dataset."})
+
+
+def prepare_datasets(script_args: FailurePredictorScriptArguments, training_args: FailurePredictorConfig):
+    """Load the scored pool, normalise the MOS, add ``error``, drop unscored rows, split train/eval, make pairs."""
+    pool = load_from_disk(script_args.dataset_path)
+    for col in (script_args.pred_column, script_args.mos_column, "video", "dataset"):
+        if col not in pool.column_names:
+            raise ValueError(
+                f"{script_args.dataset_path} has no column {col!r} (columns: {pool.column_names}); score it with recipes/score.py first."
+            )
+    if script_args.normalize and "mos_raw" not in pool.column_names:
+        pool = normalize_mos(pool, mos_column=script_args.mos_column)
+    preds = pool[script_args.pred_column]
+    keep = [i for i, s in enumerate(preds) if s is not None and not math.isnan(s)]
+    if len(keep) < len(pool):
+        logger.warning(
+            "Dropping %d of %d videos without a score from f (unreadable or unparseable).",
+            len(pool) - len(keep),
+            len(pool),
+        )
+        pool = pool.select(keep)
+    pool = pool.map(
+        lambda r: {training_args.error_column: abs(r[script_args.pred_column] - r[script_args.mos_column])},
+        desc="error",
+    )
+    if script_args.eval_split is not None:
+        train = pool.filter(lambda s: s != script_args.eval_split, input_columns="split")
+        evaluation = pool.filter(lambda s: s == script_args.eval_split, input_columns="split")
+    elif script_args.eval_size > 0:
+        order = np.random.default_rng(training_args.seed).permutation(len(pool))
+        n_eval = max(3, int(round(script_args.eval_size * len(pool))))
+        evaluation, train = pool.select(sorted(order[:n_eval].tolist())), pool.select(sorted(order[n_eval:].tolist()))
+    else:
+        train, evaluation = pool, None
+    if script_args.train_split is not None:
+        train = train.filter(lambda s: s == script_args.train_split, input_columns="split")
+    if len(train) < 2:
+        raise ValueError(f"Only {len(train)} training videos left in {script_args.dataset_path}: need at least 2.")
+    if training_args.pairing == "pairs":
+        train = error_pairs(
+            train,
+            script_args.pred_column,
+            script_args.mos_column,
+            max_pairs_per_dataset=script_args.max_pairs_per_dataset,
+            seed=training_args.seed,
+        )
+    return train, evaluation
+
+
+def main(
+    script_args: FailurePredictorScriptArguments,
+    training_args: FailurePredictorConfig,
+    model_args: VQAModelConfig,
+    sampling: VideoSamplingConfig,
+):
+    """Train g and save the adapter; returns the final evaluation metrics (empty without an eval set)."""
+    train, evaluation = prepare_datasets(script_args, training_args)
+    logger.info(
+        "Training on %d %s, evaluating on %s videos.",
+        len(train),
+        "pairs" if training_args.pairing == "pairs" else "videos",
+        len(evaluation) if evaluation is not None else 0,
+    )
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path,
+        dtype=model_args.dtype,
+        attn_implementation=model_args.attn_implementation,
+        revision=model_args.model_revision,
+        trust_remote_code=False,
+    )
+    model.config.use_cache = not training_args.gradient_checkpointing
+    trainer = FailurePredictorTrainer(
+        model,
+        training_args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        peft_config=peft_config_from(model_args),
+        sampling=sampling,
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.info("Resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.save_model(training_args.output_dir)
+    metrics = {}
+    if evaluation is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    if trainer.accelerator.is_main_process:
+        print(f"Saved the failure-predictor adapter to {training_args.output_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = TrlParser((FailurePredictorScriptArguments, FailurePredictorConfig, VQAModelConfig, VideoSamplingConfig))
+    script_args, training_args, model_args, sampling = parser.parse_args_and_config()
+    try:
+        main(script_args, training_args, model_args, sampling)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
