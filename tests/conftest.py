@@ -42,3 +42,21 @@ def video_dir(tmp_path_factory):
 def video_file(tmp_path) -> str:
     """One short generated mp4 (16 frames, 64×64, 8 fps)."""
     return make_video(tmp_path / "clip.mp4", Distortion(blur=1.0))
+
+
+def load_recipe(name: str):
+    """Import ``recipes/<name>.py`` as a module named ``recipe_<name>`` (recipes/ is not put on sys.path, where
+    ``recipes/evaluate.py`` would shadow the ``evaluate`` library)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    module_name = f"recipe_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    path = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
