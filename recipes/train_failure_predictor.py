@@ -67,7 +67,7 @@ def prepare_datasets(script_args: FailurePredictorScriptArguments, training_args
         pool = pool.select(keep)
     pool = pool.map(
         lambda r: {training_args.error_column: abs(r[script_args.pred_column] - r[script_args.mos_column])},
-        desc="error",
+        desc="error |f − MOS|",
     )
     if script_args.eval_split is not None:
         train = pool.filter(lambda s: s != script_args.eval_split, input_columns="split")

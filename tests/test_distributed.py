@@ -1,0 +1,127 @@
+"""Recipes launched the way users launch them: `accelerate launch` with the repository's configs, on CPU."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset, load_from_disk
+
+from mds_vqa.data import POOL_FEATURES
+
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE = str(Path(sys.executable).parent / "accelerate")
+SMALL = ["--resized_height", "56", "--resized_width", "56"]
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false", **extra)
+    return env
+
+
+def _pool(path, rows, splits=None, scores=None):
+    n = len(rows)
+    ds = Dataset.from_dict(
+        {
+            "video_id": [r["video_id"] for r in rows],
+            "video": [r["video"] for r in rows],
+            "mos": [float(r["mos"]) for r in rows],
+            "mos_std": [None] * n,
+            "dataset": ["toy"] * n,
+            "split": splits or ["train"] * n,
+        },
+        features=POOL_FEATURES,
+    )
+    if scores is not None:
+        ds = ds.add_column("score", scores)
+    ds.save_to_disk(str(path))
+    return path
+
+
+def _run(cmd, env, timeout=600):
+    run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    return run
+
+
+@pytest.mark.slow
+def test_scoring_with_two_processes_equals_scoring_with_one(tmp_path, tiny_model_dir, video_dir):
+    _, rows = video_dir
+    pool = _pool(tmp_path / "pool", rows)
+    common = [
+        "recipes/score.py",
+        "--dataset_path",
+        str(pool),
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--dtype",
+        "float32",
+        "--batch_size",
+        "2",
+        *SMALL,
+    ]
+    _run(
+        [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            "accelerate_configs/cpu.yaml",
+            *common,
+            "--output_dir",
+            str(tmp_path / "ddp"),
+        ],
+        _env(ACCELERATE_USE_CPU="1"),
+    )
+    _run([sys.executable, *common, "--output_dir", str(tmp_path / "single")], _env())
+    ddp, single = load_from_disk(str(tmp_path / "ddp")), load_from_disk(str(tmp_path / "single"))
+    assert ddp["video_id"] == single["video_id"]
+    assert ddp["score"] == pytest.approx(single["score"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_failure_predictor_trains_under_deepspeed_zero2_on_cpu(tmp_path, tiny_model_dir, video_dir):
+    from peft import PeftModel
+
+    from mds_vqa.modeling import load_model_and_processor
+
+    _, rows = video_dir
+    pool = _pool(tmp_path / "scored", rows, splits=["train"] * 4 + ["test"] * 2, scores=[3.0, 2.5, 4.0, 1.5, 3.5, 2.0])
+    out = tmp_path / "g"
+    run = _run(
+        [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            "accelerate_configs/zero2_cpu.yaml",
+            "recipes/train_failure_predictor.py",
+            "--config",
+            "recipes/configs/demo/failure_predictor.yaml",
+            "--dataset_path",
+            str(pool),
+            "--model_name_or_path",
+            tiny_model_dir,
+            "--output_dir",
+            str(out),
+            "--use_cpu",
+            "false",
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--eval_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+        ],
+        _env(),
+    )
+    assert "Saved the failure-predictor adapter" in run.stdout
+    assert (out / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed ZeRO checkpoint
+    assert (out / "eval_results.json").exists()
+    base, _ = load_model_and_processor(tiny_model_dir, dtype="float32")
+    model = PeftModel.from_pretrained(base, str(out))
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(torch.count_nonzero(p) > 0 for p in lora_b)  # the adapter was trained
