@@ -27,6 +27,7 @@ __all__ = [
     "load_model_and_processor",
     "build_messages",
     "prepare_inputs",
+    "fetch_videos",
     "lora_config",
     "freeze_vision_tower",
     "resolve_dtype",
@@ -141,7 +142,9 @@ def build_messages(video: str, prompt: str, sampling: VideoSamplingConfig | None
     return [{"role": "user", "content": [sampling.video_element(video), {"type": "text", "text": prompt}]}]
 
 
-def _fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+def fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """Read and resize the video of each conversation with qwen-vl-utils; returns the frame tensors and their metadata
+    (for the processor's ``video_metadata``). Raises :class:`VideoReadError` naming an unreadable file."""
     from qwen_vl_utils import process_vision_info
 
     videos, metadata = [], []
@@ -207,7 +210,7 @@ def prepare_inputs(
         processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt) + (pre or "")
         for m, pre in zip(messages, prefixes)
     ]
-    video_inputs, video_metadata = _fetch_videos(messages)
+    video_inputs, video_metadata = fetch_videos(messages)
     return processor(
         text=texts,
         videos=video_inputs,

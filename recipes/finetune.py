@@ -1,0 +1,123 @@
+"""Active fine-tuning: VisualQuality-R1-style GRPO with LoRA on videos (source pool + the newly labelled selection).
+
+Usage:
+    accelerate launch --config_file accelerate_configs/zero2.yaml recipes/finetune.py \
+        --config recipes/configs/youtube_sfv_sdr/finetune.yaml
+
+The training set is the union of pool Datasets with a MOS (the labelled source pool and the labelled selected subset),
+each MOS min-max normalised to [1, 5] within its dataset. Every row becomes the scoring prompt (thinking variant by
+default) with its video; the rewards are picked by name (``reward_funcs: [thurstone, format]``, weighted by
+``reward_weights``). Batches are drawn one dataset at a time so the Thurstone comparisons stay on one MOS scale. The
+adapter saved in ``output_dir`` loads with ``PeftModel.from_pretrained(base, output_dir)`` and scores videos through
+``recipes/score.py --adapter output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+from datasets import concatenate_datasets, load_from_disk
+from transformers.trainer_utils import get_last_checkpoint
+from trl import TrlParser
+
+from mds_vqa.configs import VQAModelConfig, peft_config_from
+from mds_vqa.data import normalize_mos
+from mds_vqa.grpo import VideoGRPOConfig, VideoGRPOTrainer
+from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
+from mds_vqa.prompts import get_prompt
+from mds_vqa.rewards import get_reward_funcs
+
+logger = logging.getLogger("mds_vqa.finetune")
+
+
+@dataclass
+class FinetuneScriptArguments:
+    """Data and rewards of the GRPO run."""
+
+    dataset_paths: list[str] = field(
+        metadata={"help": "Pool Datasets with a MOS: the labelled source pool and the labelled selection."}
+    )
+    split: str | None = field(default="train", metadata={"help": "Train on rows of this split (None: all rows)."})
+    normalize: bool = field(default=True, metadata={"help": "Min-max the MOS to [1, 5] within each dataset."})
+    prompt_variant: str = field(default="thinking", metadata={"help": "Scoring prompt variant: thinking or direct."})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["thurstone", "format"], metadata={"help": "Rewards by name."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many videos (debugging)."})
+
+
+def build_train_dataset(script_args: FinetuneScriptArguments, seed: int = 0):
+    """Load, filter and merge the pools; normalise the MOS per dataset; add the conversational ``prompt``."""
+    pools = []
+    for path in script_args.dataset_paths:
+        ds = load_from_disk(path)
+        missing = [c for c in ("video", "mos", "dataset") if c not in ds.column_names]
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {missing} (columns: {ds.column_names})")
+        if script_args.split is not None and "split" in ds.column_names:
+            ds = ds.filter(lambda s: s == script_args.split, input_columns="split", desc=f"{path}: split")
+        keep = [c for c in ("video_id", "video", "mos", "mos_std", "dataset", "split") if c in ds.column_names]
+        pools.append(ds.select_columns(keep))
+        logger.info("%s: %d videos", path, len(ds))
+    train = concatenate_datasets(pools)
+    if len(train) == 0:
+        raise ValueError(f"No training rows in {script_args.dataset_paths} (split={script_args.split!r}).")
+    if script_args.normalize:
+        train = normalize_mos(train)
+    prompt = get_prompt("scoring", script_args.prompt_variant)
+    train = train.map(lambda _: {"prompt": [{"role": "user", "content": prompt}]}, desc="prompts")
+    if script_args.max_train_samples is not None:
+        train = train.shuffle(seed=seed).select(range(min(script_args.max_train_samples, len(train))))
+    return train
+
+
+def main(
+    script_args: FinetuneScriptArguments,
+    training_args: VideoGRPOConfig,
+    model_args: VQAModelConfig,
+    sampling: VideoSamplingConfig,
+):
+    """Run GRPO and save the adapter to ``training_args.output_dir``; returns the train metrics."""
+    train = build_train_dataset(script_args, seed=training_args.seed)
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path,
+        dtype=model_args.dtype,
+        attn_implementation=model_args.attn_implementation,
+        revision=model_args.model_revision,
+    )
+    trainer = VideoGRPOTrainer(
+        model=model,
+        reward_funcs=get_reward_funcs(script_args.reward_funcs),
+        args=training_args,
+        train_dataset=train,
+        processing_class=processor,
+        peft_config=peft_config_from(model_args),
+        sampling=sampling,
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.info("Resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        print(f"Saved the fine-tuned adapter to {training_args.output_dir}")
+    return result.metrics
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = TrlParser((FinetuneScriptArguments, VideoGRPOConfig, VQAModelConfig, VideoSamplingConfig))
+    script_args, training_args, model_args, sampling = parser.parse_args_and_config()
+    try:
+        main(script_args, training_args, model_args, sampling)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

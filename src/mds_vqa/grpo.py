@@ -1,0 +1,314 @@
+"""GRPO on videos: a subclass of TRL's ``GRPOTrainer`` that shows the model the video in every forward pass.
+
+TRL 1.16's ``GRPOTrainer`` handles images, not videos: generation sees a video prompt, but the log-prob forward
+passes (old, reference and the training forward) get only ``input_ids``/``attention_mask``, so the policy is trained
+without the pixels and nothing complains. :class:`VideoGRPOTrainer` fixes that without forking TRL:
+
+- prompts are tokenised and their frames read through :mod:`mds_vqa.modeling` (qwen-vl-utils sampling with the right
+  ``video_metadata``; each distinct video decoded once per batch, not once per generation);
+- the video tensors (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``, and ``mm_token_type_ids``
+  for Qwen's 3-D rotary positions) go into generation, into the old/reference log-probs, and into the training
+  forward, sliced per sample so TRL's shuffling and gradient-accumulation splits keep them aligned;
+- batches are drawn one dataset at a time (:class:`DatasetRepeatSampler`), so Thurstone comparisons are between
+  videos rated on the same scale.
+
+The training set holds a conversational ``prompt`` (the text), a ``video`` path, ``mos`` and ``dataset``; the
+trainer inserts the video into the prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from .modeling import VideoSamplingConfig, fetch_videos, freeze_vision_tower
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VideoGRPOConfig", "VideoGRPOTrainer", "DatasetRepeatSampler", "VIDEO_FIELDS", "build_video_prompt"]
+
+VIDEO_FIELDS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+
+
+@dataclass
+class VideoGRPOConfig(GRPOConfig):
+    """``trl.GRPOConfig`` plus the video options of :class:`VideoGRPOTrainer`."""
+
+    group_batches_by_dataset: bool = field(
+        default=True, metadata={"help": "Draw every generation batch from a single dataset (Thurstone needs it)."}
+    )
+    group_column: str = field(default="dataset", metadata={"help": "Column naming each video's dataset."})
+    video_column: str = field(default="video", metadata={"help": "Column with the video path."})
+    freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
+
+
+def build_video_prompt(
+    prompt: list[dict[str, Any]], video: str, sampling: VideoSamplingConfig
+) -> list[dict[str, Any]]:
+    """Insert the video element before the text of the (last) user message of a conversational prompt."""
+    out = [dict(m) for m in prompt]
+    for msg in reversed(out):
+        if msg["role"] == "user":
+            content = msg["content"]
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            msg["content"] = [sampling.video_element(video), *parts]
+            return out
+    raise ValueError(f"Prompt has no user message: {prompt!r}")
+
+
+class DatasetRepeatSampler(torch.utils.data.Sampler[int]):
+    """TRL's ``RepeatSampler`` with every generation batch drawn from one dataset.
+
+    Each dataset's indices are shuffled and cut into chunks of ``batch_size`` prompts (a short last chunk is filled
+    with other prompts of the same dataset); chunks are shuffled; each chunk is repeated ``repeat_count`` times and
+    each index ``mini_repeat_count`` times in a row, as in TRL.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[str],
+        mini_repeat_count: int,
+        batch_size: int = 1,
+        repeat_count: int = 1,
+        shuffle: bool = True,
+        seed: int | None = 0,
+    ):
+        self.groups = list(groups)
+        self.mini_repeat_count = mini_repeat_count
+        self.batch_size = batch_size
+        self.repeat_count = repeat_count
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+
+    def _chunks(self) -> list[list[int]]:
+        chunks = []
+        labels = np.asarray(self.groups, dtype=object)
+        for name in dict.fromkeys(self.groups):
+            idx = np.flatnonzero(labels == name)
+            if self.shuffle:
+                idx = self.rng.permutation(idx)
+            for k in range(0, len(idx), self.batch_size):
+                chunk = idx[k : k + self.batch_size].tolist()
+                if len(chunk) < self.batch_size:
+                    fill = self.rng.choice(idx, size=self.batch_size - len(chunk), replace=len(idx) < self.batch_size)
+                    chunk += [int(i) for i in fill]
+                chunks.append(chunk)
+        if self.shuffle:
+            chunks = [chunks[i] for i in self.rng.permutation(len(chunks))]
+        return chunks
+
+    def __iter__(self):
+        for chunk in self._chunks():
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    for _ in range(self.mini_repeat_count):
+                        yield index
+
+    def __len__(self) -> int:
+        n_chunks = sum(-(-self.groups.count(g) // self.batch_size) for g in dict.fromkeys(self.groups))
+        return n_chunks * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+
+class VideoGRPOTrainer(GRPOTrainer):
+    """``trl.GRPOTrainer`` for video prompts (see the module docstring).
+
+    Args (besides ``GRPOTrainer``'s):
+        sampling: frame sampling for the VLM (:class:`~mds_vqa.modeling.VideoSamplingConfig`).
+    """
+
+    _tag_names = ["trl", "grpo", "mds-vqa", "video-quality-assessment"]
+
+    def __init__(
+        self,
+        model,
+        reward_funcs,
+        args: VideoGRPOConfig | None = None,
+        *,
+        sampling: VideoSamplingConfig | None = None,
+        **kwargs,
+    ):
+        self.sampling = sampling or VideoSamplingConfig()
+        self._active_video: dict[str, Any] | None = None
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        if getattr(self.args, "freeze_vision_tower", True):
+            n = freeze_vision_tower(self.model)
+            logger.info("Vision tower frozen (%d tensors).", n)
+        config = self.model.config
+        self._video_token_id = getattr(config, "video_token_id", None)
+        self._image_token_id = getattr(config, "image_token_id", None)
+
+    # -- sampling --------------------------------------------------------------------------------------------------
+    def _get_train_sampler(self, dataset=None):
+        dataset = dataset if dataset is not None else self.train_dataset
+        column = getattr(self.args, "group_column", "dataset")
+        if getattr(self.args, "group_batches_by_dataset", True) and column in getattr(dataset, "column_names", []):
+            return DatasetRepeatSampler(
+                dataset[column],
+                mini_repeat_count=self.num_generations,
+                batch_size=self.args.generation_batch_size // self.num_generations,
+                repeat_count=self.num_iterations * self.args.steps_per_generation,
+                shuffle=self.shuffle_dataset,
+                seed=self.args.seed,
+            )
+        return super()._get_train_sampler(dataset)
+
+    # -- prompts and generation ------------------------------------------------------------------------------------
+    @staticmethod
+    def _video_of(prompt: Any) -> str | None:
+        if not isinstance(prompt, list):
+            return None
+        for msg in prompt:
+            if isinstance(msg.get("content"), list):
+                for part in msg["content"]:
+                    if isinstance(part, dict) and part.get("type") == "video":
+                        return part["video"]
+        return None
+
+    def _tokenize_prompts(self, prompts: list):
+        """Video prompts: chat template + qwen-vl-utils frames + the processor, each distinct (video, prompt) read
+        once. Returns unpadded prompt ids and the video fields; stores the per-sample fields for the log-prob passes."""
+        if not prompts or self._video_of(prompts[0]) is None:
+            return super()._tokenize_prompts(prompts)
+        processor = self.processing_class
+        texts = [
+            processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs)
+            for p in prompts
+        ]
+        keys = [(self._video_of(p), t) for p, t in zip(prompts, texts)]
+        unique = list(dict.fromkeys(keys))
+        where = {k: i for i, k in enumerate(unique)}
+        first = {k: prompts[keys.index(k)] for k in unique}
+        videos, metadata = fetch_videos([first[k] for k in unique])
+        enc = processor(
+            text=[k[1] for k in unique],
+            videos=videos,
+            video_metadata=metadata,
+            do_sample_frames=False,
+            padding=True,
+            return_tensors="pt",
+        )
+        mask = enc["attention_mask"].bool()
+        ids = [enc["input_ids"][i][mask[i]].tolist() for i in range(len(unique))]
+        mm = (
+            [enc["mm_token_type_ids"][i][mask[i]].tolist() for i in range(len(unique))]
+            if "mm_token_type_ids" in enc
+            else None
+        )
+        rows = enc["video_grid_thw"].prod(-1).tolist()
+        pixels = list(torch.split(enc["pixel_values_videos"], rows, dim=0))
+        order = [where[k] for k in keys]
+        device = self.accelerator.device
+        self._active_video = {
+            "pixel_values_videos": [pixels[i].to(device) for i in order],
+            "video_grid_thw": enc["video_grid_thw"][order].to(device),
+            "second_per_grid_ts": enc["second_per_grid_ts"][order].to(device),
+        }
+        fields = {
+            "pixel_values_videos": torch.cat([pixels[i] for i in order]),
+            "video_grid_thw": enc["video_grid_thw"][order],
+            "second_per_grid_ts": enc["second_per_grid_ts"][order],
+        }
+        if mm is not None:
+            fields["mm_token_type_ids"] = [mm[i] for i in order]
+        return [ids[i] for i in order], None, fields
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Insert each row's video into its prompt, run TRL's generation and scoring with the video fields active
+        (old/ref log-probs see the pixels), and return the batch with per-sample video fields attached."""
+        column = getattr(self.args, "video_column", "video")
+        if inputs and column in inputs[0] and self._video_of(inputs[0]["prompt"]) is None:
+            inputs = [{**x, "prompt": build_video_prompt(x["prompt"], x[column], self.sampling)} for x in inputs]
+        self._active_video = None
+        try:
+            output = super()._generate_and_score_completions(inputs)
+            if self._active_video is not None:
+                output.update(self._active_video)
+        finally:
+            self._active_video = None
+        return output
+
+    # -- log-probs and loss ----------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's GRPO loss, with the batch's video tensors active for the training forward."""
+        if "pixel_values_videos" in inputs:
+            self._active_video = {k: inputs[k] for k in VIDEO_FIELDS}
+        try:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        finally:
+            self._active_video = None
+
+    def _mm_token_type_ids(self, input_ids: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+        mm = torch.zeros_like(input_ids)
+        if self._video_token_id is not None:
+            mm[input_ids == self._video_token_id] = 2
+        if self._image_token_id is not None:
+            mm[input_ids == self._image_token_id] = 1
+        mm[:, input_ids.size(1) - logits_to_keep :] = 0  # completion tokens are text, whatever they are
+        return mm
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **kwargs,
+    ):
+        """TRL's chunked log-prob computation, fed the active video tensors (sliced per chunk) when there are any."""
+        video = self._active_video
+        if video is None:
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **kwargs,
+            )
+        n = input_ids.size(0)
+        if len(video["pixel_values_videos"]) != n:
+            raise RuntimeError(
+                f"{n} sequences but {len(video['pixel_values_videos'])} videos: the batch lost alignment"
+            )
+        batch_size = batch_size or n
+        all_logps, all_entropies, all_aux = [], [], []
+        for start in range(0, n, batch_size):
+            end = min(start + batch_size, n)
+            ids = input_ids[start:end]
+            mask = attention_mask[start:end]
+            model_inputs = {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "pixel_values_videos": torch.cat(list(video["pixel_values_videos"][start:end])),
+                "video_grid_thw": video["video_grid_thw"][start:end],
+                "second_per_grid_ts": video["second_per_grid_ts"][start:end],
+                "mm_token_type_ids": self._mm_token_type_ids(ids, logits_to_keep),
+            }
+            if compute_aux_loss:
+                model_inputs["output_router_logits"] = True
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
+            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                all_aux.append(outputs.aux_loss)
+        logps = torch.cat(all_logps, dim=0)
+        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
+        aux = torch.stack(all_aux).mean() if compute_aux_loss else None
+        return logps, entropies, aux
