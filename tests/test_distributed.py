@@ -125,3 +125,42 @@ def test_failure_predictor_trains_under_deepspeed_zero2_on_cpu(tmp_path, tiny_mo
     model = PeftModel.from_pretrained(base, str(out))
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and any(torch.count_nonzero(p) > 0 for p in lora_b)  # the adapter was trained
+
+
+@pytest.mark.slow
+def test_grpo_finetune_runs_under_deepspeed_zero2_on_cpu(tmp_path, tiny_model_dir, video_dir):
+    from peft import PeftModel
+
+    from mds_vqa.modeling import load_model_and_processor
+
+    _, rows = video_dir
+    pool = _pool(tmp_path / "pool", rows)
+    out = tmp_path / "ft"
+    run = _run(
+        [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            "accelerate_configs/zero2_cpu.yaml",
+            "recipes/finetune.py",
+            "--config",
+            "recipes/configs/demo/finetune.yaml",
+            "--dataset_paths",
+            str(pool),
+            "--model_name_or_path",
+            tiny_model_dir,
+            "--output_dir",
+            str(out),
+            "--use_cpu",
+            "false",
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+        ],
+        _env(),
+    )
+    assert "Saved the fine-tuned adapter" in run.stdout
+    assert (out / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed ZeRO checkpoint
+    base, _ = load_model_and_processor(tiny_model_dir, dtype="float32")
+    PeftModel.from_pretrained(base, str(out))
