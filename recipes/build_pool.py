@@ -20,12 +20,16 @@ from trl import TrlParser
 
 from mds_vqa.configs import BuildPoolArguments
 from mds_vqa.data import PoolValidationError, build_pool
+from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
 
 logger = logging.getLogger("mds_vqa.build_pool")
 
 
-def main(args: BuildPoolArguments) -> Path:
-    """Build, validate and save the pool; return the output folder."""
+def main(args: BuildPoolArguments, hub_args: HubArguments | None = None) -> Path:
+    """Build, validate and save the pool, then stage (and push) it with its dataset card when asked; return the
+    output folder."""
+    hub_args = hub_args or HubArguments()
+    hub_args.check("dataset")
     out = Path(args.output_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
@@ -54,20 +58,22 @@ def main(args: BuildPoolArguments) -> Path:
         f"Saved pool {args.dataset_name!r}: {len(ds)} videos, splits {splits}, MOS range [{min(mos):.3f}, {max(mos):.3f}]"
         f" -> {out}"
     )
-    if args.push_to_hub:
-        if not args.hub_dataset_id:
-            raise ValueError("push_to_hub needs hub_dataset_id.")
-        ds.push_to_hub(args.hub_dataset_id, private=args.hub_private)
-        print(f"Pushed to https://huggingface.co/datasets/{args.hub_dataset_id}")
+    settings = {k: getattr(args, k) for k in ("dataset_name", "mos_table", "video_dir", "higher_is_better", "seed")}
+    settings["test_size"] = args.test_size if args.test_size is not None else "none"
+    published = publish_dataset(out, hub_args, kind="pool", settings=settings)
+    if published is not None:
+        print(f"Staged the pool with its dataset card -> {published.stage_dir}")
+        if published.pushed is not None:
+            print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
     return out
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser(BuildPoolArguments)
-    (script_args,) = parser.parse_args_and_config()
+    parser = TrlParser((BuildPoolArguments, HubArguments))
+    script_args, hub_arguments = parser.parse_args_and_config()
     try:
-        main(script_args)
-    except (PoolValidationError, FileNotFoundError, FileExistsError, ValueError) as err:
+        main(script_args, hub_arguments)
+    except (PoolValidationError, FileNotFoundError, FileExistsError, ValueError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -26,6 +26,7 @@ from accelerate import PartialState
 from datasets import load_from_disk
 from trl import TrlParser
 
+from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.resumable import ResumableRun, load_failures, merge_results
 from mds_vqa.scoring import ScoringConfig, score_videos
@@ -55,8 +56,16 @@ class ScoreScriptArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
 
-def main(script_args: ScoreScriptArguments, scoring: ScoringConfig, sampling: VideoSamplingConfig) -> dict:
-    """Score the pool; return the run summary (also written to ``<output_dir>/scoring_summary.json``)."""
+def main(
+    script_args: ScoreScriptArguments,
+    scoring: ScoringConfig,
+    sampling: VideoSamplingConfig,
+    hub_args: HubArguments | None = None,
+) -> dict:
+    """Score the pool; return the run summary (also written to ``<output_dir>/scoring_summary.json``). The scored
+    pool is then staged (and pushed) with its dataset card when ``hub_args`` asks for it."""
+    hub_args = hub_args or HubArguments()
+    hub_args.check("dataset")
     state = PartialState()
     out = Path(script_args.output_dir)
     if out.resolve() == Path(script_args.dataset_path).resolve():
@@ -145,17 +154,23 @@ def main(script_args: ScoreScriptArguments, scoring: ScoringConfig, sampling: Vi
             msg += f"; {result['parse_failures']} of {result['samples']} answers unparseable, {nan_scores} videos NaN"
         print(msg)
     state.wait_for_everyone()
+    if state.is_main_process:  # after the barrier: a slow or failed upload keeps no other process waiting
+        published = publish_dataset(out, hub_args)
+        if published is not None:
+            print(f"Staged the scored pool with its dataset card -> {published.stage_dir}")
+            if published.pushed is not None:
+                print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
     return result
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser((ScoreScriptArguments, ScoringConfig, VideoSamplingConfig))
-    script_args, scoring_config, sampling_config = parser.parse_args_and_config()
+    parser = TrlParser((ScoreScriptArguments, ScoringConfig, VideoSamplingConfig, HubArguments))
+    script_args, scoring_config, sampling_config, hub_arguments = parser.parse_args_and_config()
     start = time.perf_counter()
     try:
-        main(script_args, scoring_config, sampling_config)
-    except (FileExistsError, FileNotFoundError, ValueError, VideoReadError) as err:
+        main(script_args, scoring_config, sampling_config, hub_arguments)
+    except (FileExistsError, FileNotFoundError, ValueError, VideoReadError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     logger.info("done in %.1f s", time.perf_counter() - start)

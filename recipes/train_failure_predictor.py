@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from datasets import load_from_disk
@@ -27,6 +27,13 @@ from trl import TrlParser
 from mds_vqa.configs import VQAModelConfig, peft_config_from
 from mds_vqa.data import error_pairs, normalize_mos
 from mds_vqa.failure_predictor import FailurePredictorConfig, FailurePredictorTrainer
+from mds_vqa.hub import (
+    HubPushError,
+    TrainerHubArguments,
+    failure_predictor_eval_rows,
+    hub_arguments_for_trainer,
+    publish_adapter,
+)
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 
 logger = logging.getLogger("mds_vqa.train_failure_predictor")
@@ -98,8 +105,11 @@ def main(
     training_args: FailurePredictorConfig,
     model_args: VQAModelConfig,
     sampling: VideoSamplingConfig,
+    hub_card: TrainerHubArguments | None = None,
 ):
-    """Train g and save the adapter; returns the final evaluation metrics (empty without an eval set)."""
+    """Train g and save the adapter, then stage (and push) it with its model card when asked (``--stage_dir``, or
+    ``--push_to_hub`` with ``--hub_model_id``); returns the final evaluation metrics (empty without an eval set)."""
+    hub = hub_arguments_for_trainer(training_args, hub_card)  # checks the repo id now, not after training
     train, evaluation = prepare_datasets(script_args, training_args)
     logger.info(
         "Training on %d %s, evaluating on %s videos.",
@@ -141,15 +151,56 @@ def main(
         trainer.save_metrics("eval", metrics)
     if trainer.accelerator.is_main_process:
         print(f"Saved the failure-predictor adapter to {training_args.output_dir}")
+        domains = sorted(set(evaluation["dataset"])) if evaluation is not None else []
+        held_out = script_args.eval_split or f"held-out {script_args.eval_size:.0%} of the source"
+        published = publish_adapter(
+            training_args.output_dir,
+            hub,
+            kind="failure-predictor",
+            base_model=model_args.model_name_or_path,
+            datasets=(hub_card.card_datasets if hub_card else None) or [],
+            source_data=script_args.dataset_path,
+            num_train_examples=len(train),
+            training={
+                "pairing": training_args.pairing,
+                "learning rate": training_args.learning_rate,
+                "epochs": training_args.num_train_epochs if training_args.max_steps <= 0 else None,
+                "max steps": training_args.max_steps if training_args.max_steps > 0 else None,
+                "batch size per device": training_args.per_device_train_batch_size,
+                "gradient accumulation": training_args.gradient_accumulation_steps,
+                "processes": training_args.world_size,
+                "fidelity ε": training_args.fidelity_eps,
+                "vision tower frozen": training_args.freeze_vision_tower,
+                "weights dtype": model_args.dtype,
+                "seed": training_args.seed,
+            },
+            eval_results=failure_predictor_eval_rows(metrics, ", ".join(domains) or "held-out source", held_out),
+            eval_description="g against f's error on held-out source videos.",
+            prompt_variant=training_args.prompt_variant,
+            answer_prefix=training_args.answer_prefix,
+            sampling=asdict(sampling),
+        )
+        if published is not None:
+            print(f"Staged the adapter with its model card -> {published.stage_dir}")
+            if published.pushed is not None:
+                print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
     return metrics
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser((FailurePredictorScriptArguments, FailurePredictorConfig, VQAModelConfig, VideoSamplingConfig))
-    script_args, training_args, model_args, sampling = parser.parse_args_and_config()
+    parser = TrlParser(
+        (
+            FailurePredictorScriptArguments,
+            FailurePredictorConfig,
+            VQAModelConfig,
+            VideoSamplingConfig,
+            TrainerHubArguments,
+        )
+    )
+    script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
     try:
-        main(script_args, training_args, model_args, sampling)
-    except ValueError as err:
+        main(script_args, training_args, model_args, sampling, hub_card)
+    except (ValueError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -11,7 +11,8 @@ __all__ = ["BuildPoolArguments", "VQAModelConfig", "peft_config_from"]
 
 @dataclass
 class BuildPoolArguments:
-    """Build a pool Dataset from a MOS table and a video folder (``recipes/build_pool.py``)."""
+    """Build a pool Dataset from a MOS table and a video folder (``recipes/build_pool.py``; publishing options are in
+    :class:`mds_vqa.hub.HubArguments`)."""
 
     mos_table: str = field(metadata={"help": "MOS table: CSV, TSV or TXT (export XLSX to CSV first)."})
     video_dir: str = field(metadata={"help": "Folder holding the video files (searched recursively)."})
@@ -31,9 +32,6 @@ class BuildPoolArguments:
     has_header: bool = field(default=True, metadata={"help": "The table's first line is a header."})
     higher_is_better: bool = field(default=True, metadata={"help": "False for DMOS tables: the scale is flipped."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing pool in output_dir."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Push the pool to the Hub after saving."})
-    hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset repo id for push_to_hub."})
-    hub_private: bool = field(default=True, metadata={"help": "Create the Hub repo as private."})
 
 
 @dataclass
