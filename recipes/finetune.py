@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from datasets import concatenate_datasets, load_from_disk
 from transformers.trainer_utils import get_last_checkpoint
@@ -26,6 +26,7 @@ from trl import TrlParser
 from mds_vqa.configs import VQAModelConfig, peft_config_from
 from mds_vqa.data import normalize_mos
 from mds_vqa.grpo import VideoGRPOConfig, VideoGRPOTrainer
+from mds_vqa.hub import HubPushError, TrainerHubArguments, hub_arguments_for_trainer, publish_adapter
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.prompts import get_prompt
 from mds_vqa.rewards import get_reward_funcs
@@ -79,8 +80,11 @@ def main(
     training_args: VideoGRPOConfig,
     model_args: VQAModelConfig,
     sampling: VideoSamplingConfig,
+    hub_card: TrainerHubArguments | None = None,
 ):
-    """Run GRPO and save the adapter to ``training_args.output_dir``; returns the train metrics."""
+    """Run GRPO and save the adapter to ``training_args.output_dir`` (staged with its model card, and pushed with
+    ``--push_to_hub`` + ``--hub_model_id``); returns the train metrics."""
+    hub = hub_arguments_for_trainer(training_args, hub_card)  # checks the repo id now, not after training
     train = build_train_dataset(script_args, seed=training_args.seed)
     model, processor = load_model_and_processor(
         model_args.model_name_or_path,
@@ -109,15 +113,35 @@ def main(
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"Saved the fine-tuned adapter to {training_args.output_dir}")
+        publish_adapter(
+            training_args.output_dir,
+            hub,
+            kind="grpo",
+            base_model=model_args.model_name_or_path,
+            datasets=(hub_card.card_datasets if hub_card else None) or [],
+            source_data=", ".join(script_args.dataset_paths),
+            num_train_examples=len(train),
+            prompt_variant=script_args.prompt_variant,
+            sampling=asdict(sampling),
+            training={
+                "num_generations": training_args.num_generations,
+                "beta": training_args.beta,
+                "learning rate": training_args.learning_rate,
+                "reward functions": ", ".join(script_args.reward_funcs),
+                "seed": training_args.seed,
+            },
+        )
     return result.metrics
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser((FinetuneScriptArguments, VideoGRPOConfig, VQAModelConfig, VideoSamplingConfig))
-    script_args, training_args, model_args, sampling = parser.parse_args_and_config()
+    parser = TrlParser(
+        (FinetuneScriptArguments, VideoGRPOConfig, VQAModelConfig, VideoSamplingConfig, TrainerHubArguments)
+    )
+    script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
     try:
-        main(script_args, training_args, model_args, sampling)
-    except ValueError as err:
+        main(script_args, training_args, model_args, sampling, hub_card)
+    except (ValueError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
