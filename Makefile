@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install test test-fast lint toy
+.PHONY: install test test-fast lint toy demo
 
 install:  ## create .venv and install mds-vqa with its dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ lint:
 	$(BIN)/ruff check src recipes tests benchmarks
 	$(BIN)/ruff format --check src recipes tests benchmarks
 
-toy:  ## offline toy data: generated videos, MOS tables, tiny Qwen2.5-VL, and a pool Dataset
+toy:  ## offline toy assets for the per-stage demo configs: generated videos, tiny Qwen2.5-VL, two pools
 	HF_HUB_OFFLINE=1 $(BIN)/python recipes/make_toy_data.py --output_dir outputs/toy
+	HF_HUB_OFFLINE=1 $(BIN)/python recipes/build_pool.py --config outputs/toy/source/build_pool.yaml
 	HF_HUB_OFFLINE=1 $(BIN)/python recipes/build_pool.py --config outputs/toy/target/build_pool.yaml
+
+demo:  ## the whole MDS-VQA loop on generated videos and tiny local models (offline, CPU)
+	HF_HUB_OFFLINE=1 $(BIN)/python recipes/demo.py --output_dir outputs/demo
