@@ -1,0 +1,156 @@
+"""Per-video open_clip frame features for the diversity term, written into the pool Dataset.
+
+Usage:
+    accelerate launch recipes/extract_features.py --config recipes/configs/youtube_sfv_sdr/extract_features.yaml
+    python recipes/extract_features.py --pool_path pools/sdr --output_dir pools/sdr_features --num_frames 8
+
+Decoding runs in DataLoader workers, frames of several videos share a forward pass, every process of
+``accelerate launch`` takes its share of the pool, and results are saved as they come in ``work_dir``: run the same
+command again after a kill and only the missing videos are computed. Unreadable videos are listed and left null.
+The released MDS-VQA code used every frame with CLIP RN101: ``--model_name RN101 --pretrained openai
+--num_frames all`` (add ``--precision fp16`` on GPU to match its fp16 CLIP).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+from datasets import load_from_disk
+from trl import TrlParser
+
+from mds_vqa.features import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    FEATURES_COLUMN,
+    extract_features,
+    load_open_clip,
+    merge_features,
+    parse_num_frames,
+)
+from mds_vqa.resumable import load_failures
+
+logger = logging.getLogger("mds_vqa.extract_features")
+
+
+@dataclass
+class ExtractFeaturesArguments:
+    """Frame features of a pool (``recipes/extract_features.py``)."""
+
+    pool_path: str = field(metadata={"help": "Pool Dataset folder (`save_to_disk`), with `video` and `video_id`."})
+    output_dir: str = field(metadata={"help": "Where the pool with the features column is saved."})
+    work_dir: str | None = field(
+        default=None, metadata={"help": "Shards of finished videos (resume point). Default: <output_dir>.work"}
+    )
+    model_name: str = field(
+        default=DEFAULT_MODEL,
+        metadata={
+            "help": "open_clip architecture (ViT-B-32, ViT-L-14, RN101, ...), hf-hub:org/repo or local-dir:path"
+        },
+    )
+    pretrained: str | None = field(
+        default=DEFAULT_PRETRAINED, metadata={"help": "open_clip pretrained tag or checkpoint file (null: random)."}
+    )
+    num_frames: str = field(default="8", metadata={"help": "Uniformly spaced frames per video, or 'all'."})
+    precision: str = field(default="fp32", metadata={"help": "fp32, fp16, bf16, amp or amp_bf16."})
+    batch_size: int = field(default=16, metadata={"help": "Videos per encoding step."})
+    frame_batch_size: int = field(default=256, metadata={"help": "At most this many frames per forward pass."})
+    num_workers: int = field(default=4, metadata={"help": "DataLoader workers decoding videos (per process)."})
+    video_backend: str = field(default="auto", metadata={"help": "decord, pyav or auto."})
+    flush_every: int = field(default=64, metadata={"help": "Videos per shard (a hard kill loses at most this many)."})
+    features_column: str = field(default=FEATURES_COLUMN, metadata={"help": "Name of the new column."})
+    video_column: str = field(default="video", metadata={"help": "Column with video file paths."})
+    id_column: str = field(default="video_id", metadata={"help": "Column naming each video."})
+    strict: bool = field(default=False, metadata={"help": "Stop at the first unreadable video instead of skipping."})
+    retry_failures: bool = field(default=False, metadata={"help": "Retry videos recorded as unreadable before."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
+
+
+def main(args: ExtractFeaturesArguments) -> Path | None:
+    """Extract this process's share; the main process then merges every shard and saves the pool. Returns the output
+    folder on the main process (``None`` on the others)."""
+    state = PartialState()
+    out = Path(args.output_dir)
+    work_dir = Path(args.work_dir or f"{args.output_dir.rstrip('/')}.work")
+    if out.resolve() == Path(args.pool_path).resolve():
+        raise ValueError("output_dir must differ from pool_path (a Dataset cannot be overwritten while it is read).")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
+    num_frames = parse_num_frames(args.num_frames)
+    pool = load_from_disk(args.pool_path)
+    model, preprocess = load_open_clip(args.model_name, args.pretrained, device=state.device, precision=args.precision)
+    run_config = {
+        "model_name": args.model_name,
+        "pretrained": args.pretrained,
+        "precision": args.precision,
+        "video_backend": args.video_backend,
+    }
+    start = time.perf_counter()
+    summary = extract_features(
+        pool,
+        work_dir,
+        model=model,
+        preprocess=preprocess,
+        num_frames=num_frames,
+        batch_size=args.batch_size,
+        frame_batch_size=args.frame_batch_size,
+        num_workers=args.num_workers,
+        device=state.device,
+        precision=args.precision,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        flush_every=args.flush_every,
+        backend=args.video_backend,
+        video_column=args.video_column,
+        id_column=args.id_column,
+        strict=args.strict,
+        retry_failures=args.retry_failures,
+        run_config=run_config,
+    )
+    logger.info(
+        "process %d/%d: %d computed, %d already done, %d unreadable in %.1f s",
+        state.process_index,
+        state.num_processes,
+        summary.computed,
+        summary.skipped_done,
+        summary.failed,
+        summary.seconds,
+    )
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    ds, missing = merge_features(pool, work_dir, column=args.features_column)
+    if out.exists() and args.overwrite:
+        shutil.rmtree(out)
+    ds.save_to_disk(str(out))
+    dim = ds.features[args.features_column].shape[1]
+    meta = {**run_config, "num_frames": num_frames, "dim": dim, "column": args.features_column, "missing": missing}
+    (out / "feature_extraction.json").write_text(json.dumps(meta, indent=2))
+    failures = load_failures(work_dir)
+    print(
+        f"Saved {len(ds)} videos with {args.features_column!r} ({num_frames} frames x {dim}, {args.model_name}"
+        f"{'/' + args.pretrained if args.pretrained and ':' not in args.model_name else ''}) -> {out} "
+        f"in {time.perf_counter() - start:.1f} s; {len(missing)} without features."
+    )
+    for rec in failures[:20]:
+        print(f"  unreadable: {rec['id']} (row {rec['_index']}): {rec['reason']}")
+    if len(failures) > 20:
+        print(f"  ... and {len(failures) - 20} more (see {work_dir}/failures-*.jsonl)")
+    return out
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = TrlParser(ExtractFeaturesArguments)
+    (script_args,) = parser.parse_args_and_config()
+    try:
+        main(script_args)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,380 @@
+"""Chamfer distance between the frame-feature sets of videos, and one video against a whole pool in one pass.
+
+A video is a set of frame features ``F_x`` (``m × d``, L2-normalised open_clip image features). Following the paper,
+
+    d_CD(A, B) = ½·(mean_{a∈A} min_{b∈B} ‖a − b‖ + mean_{b∈B} min_{a∈A} ‖a − b‖)      (Euclidean).
+
+:func:`chamfer_distance` computes it for one pair. :func:`chamfer_one_vs_all` computes it between one video and all
+``N`` videos of a :class:`FramePool` at once: a single matrix product of the pool's frames (``M × d``, all videos
+flattened) against the video's frames (``d × m``), then min-reductions over each video's frames and over the query's
+frames. The pool is walked in chunks of whole videos (≤ 4 M distances each on CPU), so the extra memory is
+``chunk × m`` floats, plus a 4 MB float32 buffer when the pool is stored in half precision: never ``N × N``.
+
+Distances use ``‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b`` in float32: about 1e-6 off the exact value for distances of order 1,
+and up to ≈ 3e-4 for (near-)identical frames, where the expansion cancels to rounding noise.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["FramePool", "chamfer_distance", "chamfer_one_vs_all", "default_chunk_frames"]
+
+_MAX_LISTED = 20
+_STORAGE_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"Pool storage dtype must be float32, float16 or bfloat16, got {dtype}")
+        return dtype
+    if dtype not in _STORAGE_DTYPES:
+        raise ValueError(f"Unknown storage dtype {dtype!r}; expected one of {sorted(_STORAGE_DTYPES)}")
+    return _STORAGE_DTYPES[dtype]
+
+
+def _as_tensor(x, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError(f"{what}: an object array cannot be a feature matrix; pass a list of (F_i, d) arrays")
+        x = np.ascontiguousarray(x)
+        with warnings.catch_warnings():  # read-only (memory-mapped Arrow) buffers: shared, never written into
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(x)
+    return torch.as_tensor(np.asarray(x))
+
+
+def default_chunk_frames(device: torch.device | str, num_query_frames: int) -> int:
+    """Pool frames per chunk: the ``chunk × m`` block of squared distances stays ≤ 4 M floats (16 MB) on CPU and
+    ≤ 64 M floats on GPU."""
+    budget = (1 << 26) if torch.device(device).type == "cuda" else (1 << 22)
+    return max(1, budget // max(1, num_query_frames))
+
+
+def _upcast_rows(device: torch.device, dim: int) -> int:
+    """Rows of a half-precision pool upcast to float32 at a time: ≤ 1 M floats (4 MB, cache-resident) on CPU."""
+    return max(1, ((1 << 20) if device.type != "cuda" else (1 << 26)) // max(1, dim))
+
+
+class FramePool:
+    """The frame features of ``N`` videos, flattened for batched distance computations.
+
+    Attributes:
+        frames: ``(M, d)`` tensor of all frames, video after video (``M = Σ F_i``), in the storage dtype.
+        lengths: ``(N,)`` int64 frame counts ``F_i`` (on CPU).
+        offsets: ``(N + 1,)`` int64 start of each video in ``frames`` (on CPU).
+        sq_norms: ``(M,)`` float32 squared norms of the stored frames.
+        uniform_length: ``F`` when every video has the same number of frames (fast path), else ``None``.
+
+    Build one with :meth:`from_features` from a ``(N, F, d)`` tensor/array or a list of ``(F_i, d)`` arrays.
+    """
+
+    def __init__(self, frames: torch.Tensor, lengths: torch.Tensor | Sequence[int]):
+        lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
+        if frames.ndim != 2:
+            raise ValueError(f"frames must be a (M, d) matrix, got shape {tuple(frames.shape)}")
+        if lengths.ndim != 1 or lengths.numel() == 0:
+            raise ValueError("The pool is empty: no video features were given.")
+        if (lengths <= 0).any():
+            bad = torch.nonzero(lengths <= 0).flatten()[:_MAX_LISTED].tolist()
+            raise ValueError(f"Videos without any frame feature at rows {bad}")
+        if int(lengths.sum()) != frames.shape[0]:
+            raise ValueError(f"lengths sum to {int(lengths.sum())} frames but frames has {frames.shape[0]} rows")
+        if frames.shape[1] == 0:
+            raise ValueError("Frame features have dimension 0")
+        if frames.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"frames must be float32, float16 or bfloat16, got {frames.dtype}")
+        self.frames = frames.contiguous()
+        self.lengths = lengths
+        self.offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
+        torch.cumsum(lengths, 0, out=self.offsets[1:])
+        first = int(lengths[0])
+        self.uniform_length: int | None = first if bool((lengths == first).all()) else None
+        self._check_finite()
+        self.sq_norms = self._squared_norms()
+        self._video_of_frame: torch.Tensor | None = None
+        self._bounds_cache: dict[int, list[tuple[int, int, int, int]]] = {}
+
+    # -- construction --------------------------------------------------------------------------------------------
+    @classmethod
+    def from_features(
+        cls,
+        features,
+        *,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ) -> FramePool:
+        """A pool from ``(N, F, d)`` features (tensor or array) or a sequence of ``(F_i, d)`` matrices.
+
+        ``dtype`` is the storage dtype (``float32`` by default; ``float16``/``bfloat16`` halve the memory and the
+        bytes read per pass, distances are still computed in float32). A float32 contiguous input on the target
+        device is used without a copy. Raises ``ValueError`` on an empty pool, a video without frames, features of
+        different dimensions or non-finite values (naming the rows).
+        """
+        if isinstance(features, FramePool):
+            return features.to(device=device, dtype=dtype)
+        storage = _as_dtype(dtype)
+        if isinstance(features, torch.Tensor) or (isinstance(features, np.ndarray) and features.dtype.kind != "O"):
+            t = _as_tensor(features, "features")
+            if t.ndim == 2:
+                raise ValueError(
+                    "features is a 2-D matrix: pass (N, F, d) for N videos of F frames, or a list of (F_i, d)"
+                )
+            if t.ndim != 3:
+                raise ValueError(f"features must be (N, F, d), got shape {tuple(t.shape)}")
+            if t.shape[0] == 0:
+                raise ValueError("The pool is empty: no video features were given.")
+            if t.shape[1] == 0:
+                raise ValueError("Every video has 0 frame features (features shape has F = 0)")
+            n, f, d = t.shape
+            frames = t.reshape(n * f, d).to(device=device or t.device, dtype=storage)
+            return cls(frames, torch.full((n,), f, dtype=torch.int64))
+        items = list(features)
+        if not items:
+            raise ValueError("The pool is empty: no video features were given.")
+        mats = []
+        dim = None
+        for i, item in enumerate(items):
+            if item is None:
+                raise ValueError(f"Video {i} has no features (None)")
+            m = _as_tensor(item, f"features[{i}]")
+            if m.ndim == 1:
+                m = m.unsqueeze(0)
+            if m.ndim != 2:
+                raise ValueError(f"Video {i}: features must be (F, d), got shape {tuple(m.shape)}")
+            if m.shape[0] == 0:
+                raise ValueError(f"Video {i} has 0 frame features")
+            if dim is None:
+                dim = m.shape[1]
+            elif m.shape[1] != dim:
+                raise ValueError(
+                    f"Features of different dimensions: video 0 has d = {dim}, video {i} has d = {m.shape[1]}"
+                )
+            mats.append(m)
+        target = torch.device(device) if device is not None else mats[0].device
+        frames = torch.cat([m.to(device=target, dtype=storage) for m in mats])
+        return cls(frames, torch.tensor([m.shape[0] for m in mats], dtype=torch.int64))
+
+    @classmethod
+    def from_flat(
+        cls,
+        frames,
+        lengths,
+        *,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ) -> FramePool:
+        """A pool from all frames one video after the other (``(M, d)``, e.g. from
+        :func:`mds_vqa.features.load_feature_column`, read-only memory-mapped arrays included) and per-video counts."""
+        t = _as_tensor(frames, "frames")
+        return cls(t.to(device=device or t.device, dtype=_as_dtype(dtype)), lengths)
+
+    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> FramePool:
+        """This pool on ``device`` with storage ``dtype`` (itself when nothing changes)."""
+        storage = self.frames.dtype if dtype is None else _as_dtype(dtype)
+        target = self.frames.device if device is None else torch.device(device)
+        if storage == self.frames.dtype and target == self.frames.device:
+            return self
+        return FramePool(self.frames.to(device=target, dtype=storage), self.lengths)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _row_blocks(self, rows: int):
+        for start in range(0, self.frames.shape[0], rows):
+            yield start, self.frames[start : start + rows]
+
+    def _check_finite(self) -> None:
+        rows = max(1, (1 << 20) // self.frames.shape[1])
+        bad_frames: list[int] = []
+        for start, block in self._row_blocks(rows):
+            ok = torch.isfinite(block).all(dim=1)
+            if not bool(ok.all()):
+                bad_frames.extend((torch.nonzero(~ok).flatten() + start).cpu().tolist())
+        if bad_frames:
+            videos = np.unique(np.searchsorted(self.offsets.numpy(), np.asarray(bad_frames), side="right") - 1)
+            raise ValueError(
+                f"Non-finite (NaN or inf) frame features in videos at rows {videos[:_MAX_LISTED].tolist()}"
+            )
+
+    def _squared_norms(self) -> torch.Tensor:
+        out = torch.empty(self.frames.shape[0], dtype=torch.float32, device=self.frames.device)
+        rows = max(1, (1 << 20) // self.frames.shape[1])
+        for start, block in self._row_blocks(rows):
+            b = block.float()
+            torch.sum(b * b, dim=1, out=out[start : start + block.shape[0]])
+        return out
+
+    def __len__(self) -> int:
+        return self.lengths.numel()
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension ``d``."""
+        return self.frames.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the frames live."""
+        return self.frames.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the frame matrix."""
+        return self.frames.numel() * self.frames.element_size()
+
+    def video(self, i: int) -> torch.Tensor:
+        """The stored ``(F_i, d)`` frames of video ``i`` (a view)."""
+        return self.frames[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
+    def subset(self, indices: Sequence[int]) -> FramePool:
+        """A new pool holding videos ``indices`` in that order (copies their frames)."""
+        idx = [int(i) for i in indices]
+        if not idx:
+            raise ValueError("subset of an empty index list")
+        if self.uniform_length is not None:
+            f = self.uniform_length
+            sel = torch.as_tensor(idx, device=self.frames.device)
+            frames = self.frames.view(len(self), f, self.dim).index_select(0, sel).reshape(-1, self.dim)
+        else:
+            frames = torch.cat([self.video(i) for i in idx])
+        return FramePool(frames, self.lengths[idx])
+
+    def video_of_frame(self) -> torch.Tensor:
+        """``(M,)`` int64: the video each frame belongs to (on the pool's device)."""
+        if self._video_of_frame is None:
+            self._video_of_frame = torch.repeat_interleave(
+                torch.arange(len(self), device=self.frames.device), self.lengths.to(self.frames.device)
+            )
+        return self._video_of_frame
+
+    def chunk_bounds(self, chunk_frames: int) -> list[tuple[int, int, int, int]]:
+        """``(video_start, video_end, frame_start, frame_end)`` chunks of whole videos with ≤ ``chunk_frames`` frames
+        each (a video longer than that is a chunk of its own)."""
+        if chunk_frames in self._bounds_cache:
+            return self._bounds_cache[chunk_frames]
+        n = len(self)
+        bounds = []
+        if self.uniform_length is not None:
+            f = self.uniform_length
+            per = max(1, chunk_frames // f)
+            for v0 in range(0, n, per):
+                v1 = min(n, v0 + per)
+                bounds.append((v0, v1, v0 * f, v1 * f))
+        else:
+            offsets = self.offsets.numpy()
+            v0 = 0
+            while v0 < n:
+                v1 = int(np.searchsorted(offsets, offsets[v0] + chunk_frames, side="right")) - 1
+                v1 = min(n, max(v1, v0 + 1))
+                bounds.append((v0, v1, int(offsets[v0]), int(offsets[v1])))
+                v0 = v1
+        self._bounds_cache[chunk_frames] = bounds
+        return bounds
+
+
+def chamfer_distance(a, b) -> torch.Tensor:
+    """Chamfer distance between two frame-feature sets ``a`` (``m × d``) and ``b`` (``n × d``), exactly as defined
+    in the paper: ``½·(mean_a min_b ‖a − b‖ + mean_b min_a ‖a − b‖)`` with Euclidean distances.
+
+    Distances are computed from differences (no ``‖a‖² + ‖b‖² − 2a·b`` expansion), in float64 when either input is
+    float64, else float32. Returns a 0-d tensor.
+    """
+    a = _as_tensor(a, "a")
+    b = _as_tensor(b, "b")
+    for name, t in (("a", a), ("b", b)):
+        if t.ndim != 2:
+            raise ValueError(f"{name} must be a (frames, d) matrix, got shape {tuple(t.shape)}")
+        if t.shape[0] == 0:
+            raise ValueError(f"{name} has no frames")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"Features of different dimensions: a has d = {a.shape[1]}, b has d = {b.shape[1]}")
+    dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+    a = a.to(dtype)
+    b = b.to(device=a.device, dtype=dtype)
+    d = torch.cdist(a.unsqueeze(0), b.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
+    return 0.5 * (d.min(dim=1).values.mean() + d.min(dim=0).values.mean())
+
+
+def chamfer_one_vs_all(
+    x,
+    pool: FramePool | torch.Tensor | np.ndarray | Sequence,
+    *,
+    chunk_frames: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Chamfer distances between the video ``x`` (``m × d`` frame features) and every video of ``pool``.
+
+    One pass over the pool: per chunk, one matrix product ``‖b‖² − 2·pool_frames @ x.T`` (``chunk × m``, one
+    ``addmm``), squared distances ``‖b‖² + ‖a‖² − 2a·b`` clamped at 0, then the min over each pool video's frames (for every frame of ``x``) and
+    the min over ``x``'s frames (for every pool frame), square roots of the minima and the two means. Computed in
+    float32 on the pool's device (a half-precision pool is upcast chunk by chunk). ``pool`` may be a
+    :class:`FramePool` (build it once when calling repeatedly) or anything :meth:`FramePool.from_features` takes.
+
+    Returns a float32 ``(N,)`` tensor on the pool's device (written into ``out`` when given).
+    """
+    if not isinstance(pool, FramePool):
+        pool = FramePool.from_features(pool)
+    x = _as_tensor(x, "x")
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty (frames, d) matrix, got shape {tuple(x.shape)}")
+    if x.shape[1] != pool.dim:
+        raise ValueError(f"Features of different dimensions: x has d = {x.shape[1]}, the pool has d = {pool.dim}")
+    device = pool.device
+    x = x.to(device=device, dtype=torch.float32)
+    m = x.shape[0]
+    x2 = (x * x).sum(dim=1)
+    xt = x.t()  # a transposed view: the (rows, d) @ (d, m) product with this layout is the fast one on CPU
+    storage = pool.frames.dtype
+    rows = chunk_frames or default_chunk_frames(device, m)
+    bounds = pool.chunk_bounds(rows)
+    n = len(pool)
+    if out is None:
+        out = torch.empty(n, dtype=torch.float32, device=device)
+    upcast = sub_rows = None
+    if storage != torch.float32:
+        sub_rows = _upcast_rows(device, pool.dim)
+        upcast = torch.empty(sub_rows, pool.dim, dtype=torch.float32, device=device)
+    uniform = pool.uniform_length
+    seg = None if uniform is not None else pool.video_of_frame()
+    for v0, v1, f0, f1 in bounds:
+        if upcast is None:
+            s = torch.addmm(pool.sq_norms[f0:f1, None], pool.frames[f0:f1], xt, alpha=-2.0)  # (R, m): ‖b‖² − 2a·b
+        else:  # upcast cache-sized blocks of the half-precision pool, one product each, into one (R, m) block
+            s = torch.empty(f1 - f0, m, dtype=torch.float32, device=device)
+            for b0 in range(f0, f1, sub_rows):
+                b1 = min(f1, b0 + sub_rows)
+                block = upcast[: b1 - b0].copy_(pool.frames[b0:b1])
+                torch.addmm(pool.sq_norms[b0:b1, None], block, xt, alpha=-2.0, out=s[b0 - f0 : b1 - f0])
+        nv = v1 - v0
+        if uniform is not None:
+            col = s.view(nv, uniform, m).amin(dim=1)  # (nv, m): per video, min over its frames
+        else:
+            local = (seg[f0:f1] - v0)[:, None].expand(-1, m)
+            col = torch.full((nv, m), float("inf"), dtype=torch.float32, device=device)
+            col.scatter_reduce_(0, local, s, reduce="amin", include_self=True)
+        term_x = col.add_(x2).clamp_(min=0).sqrt_().mean(dim=1)  # mean over x's frames of min over the video
+        s.add_(x2)  # full squared distances
+        row = s.amin(dim=1).clamp_(min=0).sqrt_()  # (R,): per pool frame, min over x's frames
+        if uniform is not None:
+            term_y = row.view(nv, uniform).mean(dim=1)
+        else:
+            term_y = torch.zeros(nv, dtype=torch.float32, device=device).index_add_(0, seg[f0:f1] - v0, row)
+            term_y.div_(pool.lengths[v0:v1].to(device=device, dtype=torch.float32))
+        torch.add(term_x, term_y, out=out[v0:v1]).mul_(0.5)
+    return out
