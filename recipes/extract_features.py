@@ -34,6 +34,7 @@ from mds_vqa.features import (
     merge_features,
     parse_num_frames,
 )
+from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
 from mds_vqa.resumable import load_failures
 
 logger = logging.getLogger("mds_vqa.extract_features")
@@ -72,9 +73,12 @@ class ExtractFeaturesArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
 
-def main(args: ExtractFeaturesArguments) -> Path | None:
-    """Extract this process's share; the main process then merges every shard and saves the pool. Returns the output
-    folder on the main process (``None`` on the others)."""
+def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -> Path | None:
+    """Extract this process's share; the main process then merges every shard, saves the pool and (when ``hub_args``
+    asks) stages/pushes it with a dataset card. Returns the output folder on the main process (``None`` on the
+    others)."""
+    if hub_args is not None:
+        hub_args.check("dataset")  # a push without a repo id fails now, not after the extraction
     state = PartialState()
     out = Path(args.output_dir)
     work_dir = Path(args.work_dir or f"{args.output_dir.rstrip('/')}.work")
@@ -130,7 +134,14 @@ def main(args: ExtractFeaturesArguments) -> Path | None:
         shutil.rmtree(out)
     ds.save_to_disk(str(out))
     dim = ds.features[args.features_column].shape[1]
-    meta = {**run_config, "num_frames": num_frames, "dim": dim, "column": args.features_column, "missing": missing}
+    meta = {
+        **run_config,
+        "pool_path": args.pool_path,
+        "num_frames": num_frames,
+        "dim": dim,
+        "column": args.features_column,
+        "missing": missing,
+    }
     (out / "feature_extraction.json").write_text(json.dumps(meta, indent=2))
     failures = load_failures(work_dir)
     print(
@@ -142,15 +153,17 @@ def main(args: ExtractFeaturesArguments) -> Path | None:
         print(f"  unreadable: {rec['id']} (row {rec['_index']}): {rec['reason']}")
     if len(failures) > 20:
         print(f"  ... and {len(failures) - 20} more (see {work_dir}/failures-*.jsonl)")
+    if hub_args is not None:
+        publish_dataset(str(out), hub_args)
     return out
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser(ExtractFeaturesArguments)
-    (script_args,) = parser.parse_args_and_config()
+    parser = TrlParser((ExtractFeaturesArguments, HubArguments))
+    script_args, hub_arguments = parser.parse_args_and_config()
     try:
-        main(script_args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
+        main(script_args, hub_arguments)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -193,8 +193,9 @@ def write_report(
     return path
 
 
-def main(args: SelectArguments) -> Path:
-    """Select, save the subset and write the report; return the output folder."""
+def main(args: SelectArguments, hub_args=None) -> Path:
+    """Select, save the subset and write the report (staged with a dataset card, and pushed, when ``hub_args`` asks);
+    return the output folder."""
     import numpy as np
     from datasets import load_from_disk
 
@@ -208,6 +209,8 @@ def main(args: SelectArguments) -> Path:
         select_with_details,
     )
 
+    if hub_args is not None:
+        hub_args.check("dataset")  # a push without a repo id fails now, not after the selection
     if args.strategy not in STRATEGIES:
         raise ValueError(f"Unknown selection strategy {args.strategy!r}; available: {sorted(STRATEGIES)}")
     spec = STRATEGIES[args.strategy]
@@ -305,6 +308,10 @@ def main(args: SelectArguments) -> Path:
         f"Selected {len(result.indices)} of {len(pool)} videos with {args.strategy!r} in {result.seconds:.2f} s "
         f"on {result.device} -> {out} (report: {report})"
     )
+    if hub_args is not None:
+        from mds_vqa.hub import publish_dataset
+
+        publish_dataset(str(out), hub_args)
     return out
 
 
@@ -312,10 +319,12 @@ if __name__ == "__main__":
     from trl import TrlParser
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser(SelectArguments)
-    (script_args,) = parser.parse_args_and_config()
+    from mds_vqa.hub import HubArguments, HubPushError
+
+    parser = TrlParser((SelectArguments, HubArguments))
+    script_args, hub_arguments = parser.parse_args_and_config()
     try:
-        main(script_args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
+        main(script_args, hub_arguments)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, load_dataset, load_from_disk
 
 from mds_vqa.features import (
     FEATURES_COLUMN,
@@ -207,6 +208,7 @@ def test_extract_then_select_recipes_write_features_subset_and_report(assets, tm
     assert ds.features[FEATURES_COLUMN].shape == (None, 32) and missing_feature_rows(ds) == [NUM_VIDEOS - 1]
     ds = ds.add_column("difficulty", [float(x) for x in np.linspace(1, 5, len(ds))])
     ds.save_to_disk(str(tmp_path / "scored"))
+    shutil.copy(out / "feature_extraction.json", tmp_path / "scored")  # keep the provenance of the features
 
     select = load_recipe("select")
     args = select.SelectArguments(pool_path=str(tmp_path / "scored"), output_dir=str(tmp_path / "sel"), budget="3")
@@ -224,6 +226,15 @@ def test_extract_then_select_recipes_write_features_subset_and_report(assets, tm
     assert (sel_dir / "feature_map.png").stat().st_size > 0 and (sel_dir / "difficulty.png").stat().st_size > 0
     with pytest.raises(FileExistsError):
         select.main(args)
+
+    # staged with a dataset card naming how the features were made
+    from mds_vqa.hub import HubArguments
+
+    args.overwrite = True
+    select.main(args, HubArguments(stage_dir=str(tmp_path / "staged")))
+    card = (tmp_path / "staged" / "README.md").read_text()
+    assert card.startswith("---") and "| Frames per video | 4 |" in card and "| Strategy | `mds`" in card
+    assert load_dataset(str(tmp_path / "staged"), split="train")["video_id"] == subset["video_id"]
 
 
 @pytest.mark.slow

@@ -49,6 +49,8 @@ def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypat
     assert (run / "report" / "failure_identification.md").exists() and (run / "report" / "README.md").exists()
     card = (run / "hub" / "adapter" / "README.md").read_text()
     assert card.startswith("---") and "grpo" in card
+    selection_card = (run / "hub" / "selection" / "README.md").read_text()
+    assert str(run / "round_2" / "g") in selection_card and "| Frames per video | 4 |" in selection_card
     staged = load_dataset(str(run / "hub" / "selection"))
     assert staged["train"].num_rows == len(second)
     stages = {t["stage"]: t for t in summary["stages"]}

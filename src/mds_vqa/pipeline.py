@@ -256,6 +256,10 @@ class Pipeline:
                 pool = feats.filter(lambda v: v in g_of, input_columns="video_id")
                 pool = pool.add_column("difficulty", [g_of[v] for v in pool["video_id"]])
                 pool.save_to_disk(str(rd / "candidates"))
+                # provenance for the selection's dataset card: how the features and g were made
+                for side in (Path(features) / "feature_extraction.json", Path(difficulty) / "scoring_summary.json"):
+                    if side.is_file():
+                        shutil.copy(side, rd / "candidates" / side.name)
 
             self.step(f"r{r}_candidates", rd / "candidates", candidates)
             selections = {}
