@@ -15,15 +15,13 @@ adapter saved in ``output_dir`` loads with ``PeftModel.from_pretrained(base, out
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 
 from datasets import concatenate_datasets, load_from_disk
-from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
-from mds_vqa.configs import VQAModelConfig, peft_config_from
+from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
 from mds_vqa.data import normalize_mos
 from mds_vqa.grpo import VideoGRPOConfig, VideoGRPOTrainer
 from mds_vqa.hub import HubPushError, TrainerHubArguments, hub_arguments_for_trainer, publish_adapter
@@ -101,16 +99,7 @@ def main(
         peft_config=peft_config_from(model_args),
         sampling=sampling,
     )
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint:
-            logger.info("Resuming from %s", checkpoint)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
-    trainer.save_model(training_args.output_dir)
+    train_metrics = train_and_save(trainer, training_args.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"Saved the fine-tuned adapter to {training_args.output_dir}")
         publish_adapter(
@@ -131,7 +120,7 @@ def main(
                 "seed": training_args.seed,
             },
         )
-    return result.metrics
+    return train_metrics
 
 
 if __name__ == "__main__":

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from datasets import load_from_disk
-from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
-from mds_vqa.configs import VQAModelConfig, peft_config_from
+from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
 from mds_vqa.data import error_pairs, normalize_mos
 from mds_vqa.failure_predictor import FailurePredictorConfig, FailurePredictorTrainer
 from mds_vqa.hub import (
@@ -134,16 +132,7 @@ def main(
         peft_config=peft_config_from(model_args),
         sampling=sampling,
     )
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint:
-            logger.info("Resuming from %s", checkpoint)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
-    trainer.save_model(training_args.output_dir)
+    train_and_save(trainer, training_args.output_dir)
     metrics = {}
     if evaluation is not None:
         metrics = trainer.evaluate()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig
 
-__all__ = ["BuildPoolArguments", "VQAModelConfig", "peft_config_from"]
+__all__ = ["BuildPoolArguments", "VQAModelConfig", "peft_config_from", "train_and_save"]
 
 
 @dataclass
@@ -67,3 +67,24 @@ def peft_config_from(model_args: ModelConfig):
         use_dora=model_args.use_dora,
         modules_to_save=model_args.lora_modules_to_save,
     )
+
+
+def train_and_save(trainer, output_dir: str) -> dict:
+    """Train (resuming from ``args.resume_from_checkpoint`` or the last checkpoint in ``output_dir``), log and save
+    the train metrics and state, save the model (the adapter for PEFT models); returns the train metrics."""
+    import logging
+    import os
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = trainer.args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(output_dir):
+        checkpoint = get_last_checkpoint(output_dir)
+        if checkpoint:
+            logging.getLogger(__name__).info("Resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.save_model(output_dir)
+    return result.metrics
