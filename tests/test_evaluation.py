@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import load_recipe
 from datasets import Dataset
 from scipy import stats
 from trl import TrlParser
@@ -33,14 +33,6 @@ from mds_vqa.evaluation import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"mds_recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the recipe's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -271,7 +263,7 @@ def test_write_tables_writes_markdown_csv_json_and_a_bar_chart(tmp_path):
 
 
 def _demo_args(tmp_path):
-    recipe = _load_recipe("evaluate")
+    recipe = load_recipe("evaluate")
     parser = TrlParser(recipe.EvaluateArguments)
     (args,) = parser.parse_args_and_config(
         args=["--config", str(ROOT / "recipes/configs/demo/evaluate.yaml"), "--output_dir", str(tmp_path / "out")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_recipe
 from datasets import Dataset, load_dataset, load_from_disk
 
 from mds_vqa.features import (
@@ -182,14 +182,6 @@ def test_num_frames_is_a_positive_int_or_all():
 # --------------------------------------------------------------------------------------------------------------------
 # Recipes
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"mds_vqa_recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_extract_then_select_recipes_write_features_subset_and_report(assets, tmp_path):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_recipe
 from datasets import Dataset, load_from_disk
 from trl import TrlParser
 
@@ -28,14 +27,6 @@ from mds_vqa.gmad import (
 from mds_vqa.testing import Distortion, make_video_pool
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"mds_recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the recipe's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_planted_disagreement_is_the_pair_found():
@@ -214,7 +205,7 @@ def _scored_pools(tmp_path) -> tuple[Path, Path, list[dict]]:
 
 
 def test_gmad_recipe_writes_pairs_pictures_and_summary(tmp_path):
-    recipe = _load_recipe("gmad")
+    recipe = load_recipe("gmad")
     (args,) = TrlParser(recipe.GmadArguments).parse_args_and_config(
         args=["--config", str(ROOT / "recipes/configs/demo/gmad.yaml"), "--output_dir", str(tmp_path / "out")]
     )
@@ -260,7 +251,7 @@ def test_gmad_recipe_writes_pairs_pictures_and_summary(tmp_path):
 
 
 def test_gmad_recipe_rejects_models_scoring_different_pools(tmp_path):
-    recipe = _load_recipe("gmad")
+    recipe = load_recipe("gmad")
     sharp, clean, _ = _scored_pools(tmp_path)
     load_from_disk(str(clean)).select(range(5)).save_to_disk(str(tmp_path / "small"))
     args = recipe.GmadArguments(
