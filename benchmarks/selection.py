@@ -240,38 +240,51 @@ def step_versus_floor(n: int, frames: int, dim: int, steps: int, repeats: int, d
     flat = pool.frames
     x = pool.video(n // 2)
     out = torch.empty(n, device=device)
-    # interleaved, so that a change of machine load between measurements hits all of them alike
-    times = interleaved_best(
-        {
-            "floor": lambda: flat @ x.T,
-            "other": lambda: x @ flat.T,
-            "pass": lambda: chamfer_one_vs_all(x, pool, out=out),
-        },
-        repeats,
-        device,
-    )
-    t_floor, t_other, t_pass = times["floor"], times["other"], times["pass"]
-    # whole greedy steps: (time of steps+1 picks − time of 1 pick) / steps
-    runs = interleaved_best(
-        {
-            "one": lambda: select("mds", difficulty=g, features=pool, budget=1),
-            "many": lambda: select("mds", difficulty=g, features=pool, budget=steps + 1),
-        },
-        3,
-        device,
-    )
-    t_step = (runs["many"] - runs["one"]) / steps
+
+    def measure_all() -> tuple[float, float, float, float]:
+        # interleaved, so that a change of machine load between measurements hits all of them alike
+        times = interleaved_best(
+            {
+                "floor": lambda: flat @ x.T,
+                "other": lambda: x @ flat.T,
+                "pass": lambda: chamfer_one_vs_all(x, pool, out=out),
+            },
+            repeats,
+            device,
+        )
+        # whole greedy steps: (time of steps+1 picks − time of 1 pick) / steps
+        runs = interleaved_best(
+            {
+                "one": lambda: select("mds", difficulty=g, features=pool, budget=1),
+                "many": lambda: select("mds", difficulty=g, features=pool, budget=steps + 1),
+            },
+            3,
+            device,
+        )
+        return times["floor"], times["other"], times["pass"], (runs["many"] - runs["one"]) / steps
+
+    settings = [f"{torch.get_num_threads()} thread(s)" if device.type == "cpu" else device.type]
+    results = [measure_all()]
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and threads > 1:
+        torch.set_num_threads(1)
+        try:
+            results.append(measure_all())
+        finally:
+            torch.set_num_threads(threads)
+        settings.append("1 thread")
     print(f"\n### One greedy step at N = {n:,} (F = {frames}, d = {dim}, {device.type}, float32)\n")
-    print("| what | ms | × floor |")
-    print("|---|---:|---:|")
-    print(
-        f"| floor: one product `pool @ x.T` ({n * frames:,} × {dim} by {dim} × {frames}) | {1e3 * t_floor:.1f} | 1.00 |"
-    )
-    print(f"| same product, layout `x @ pool.T` | {1e3 * t_other:.1f} | {t_other / t_floor:.2f} |")
-    print(f"| `chamfer_one_vs_all` (product + min-reductions) | {1e3 * t_pass:.1f} | {t_pass / t_floor:.2f} |")
-    print(
-        f"| one `mds` step (pass + running sum + argmax), mean of {steps} | {1e3 * t_step:.1f} | {t_step / t_floor:.2f} |"
-    )
+    print("| what | " + " | ".join(f"ms ({s}) | × floor" for s in settings) + " |")
+    print("|---|" + "---:|---:|" * len(settings))
+    labels = [
+        f"floor: one product `pool @ x.T` ({n * frames:,} × {dim} by {dim} × {frames})",
+        "same product, layout `x @ pool.T`",
+        "`chamfer_one_vs_all` (product + min-reductions)",
+        f"one `mds` step (pass + running sum + argmax), mean of {steps}",
+    ]
+    for k, label in enumerate(labels):
+        cells = " | ".join(f"{1e3 * r[k]:.1f} | {r[k] / r[0]:.2f}" for r in results)
+        print(f"| {label} | {cells} |")
 
 
 def scaling(sizes, frames: int, dim: int, budget: float, lam: float, device: torch.device, half: bool) -> None:

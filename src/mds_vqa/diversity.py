@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["FramePool", "chamfer_distance", "chamfer_one_vs_all", "default_chunk_frames"]
+__all__ = ["FramePool", "chamfer_distance", "chamfer_many_vs_all", "chamfer_one_vs_all", "default_chunk_frames"]
 
 _MAX_LISTED = 20
 _STORAGE_DTYPES = {
@@ -110,6 +110,7 @@ class FramePool:
         self._check_finite()
         self.sq_norms = self._squared_norms()
         self._video_of_frame: torch.Tensor | None = None
+        self._distance_bounds: torch.Tensor | None = None
         self._bounds_cache: dict[int, list[tuple[int, int, int, int]]] = {}
 
     # -- construction --------------------------------------------------------------------------------------------
@@ -242,18 +243,74 @@ class FramePool:
         """The stored ``(F_i, d)`` frames of video ``i`` (a view)."""
         return self.frames[int(self.offsets[i]) : int(self.offsets[i + 1])]
 
-    def subset(self, indices: Sequence[int]) -> FramePool:
-        """A new pool holding videos ``indices`` in that order (copies their frames)."""
-        idx = [int(i) for i in indices]
-        if not idx:
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> FramePool:
+        """A new pool holding videos ``indices`` in that order (copies their frames; no re-validation)."""
+        if isinstance(indices, torch.Tensor):
+            sel = indices.to(device=self.frames.device, dtype=torch.int64).flatten()
+        else:
+            sel = torch.as_tensor([int(i) for i in indices], dtype=torch.int64, device=self.frames.device)
+        if sel.numel() == 0:
             raise ValueError("subset of an empty index list")
         if self.uniform_length is not None:
             f = self.uniform_length
-            sel = torch.as_tensor(idx, device=self.frames.device)
             frames = self.frames.view(len(self), f, self.dim).index_select(0, sel).reshape(-1, self.dim)
+            sq_norms = self.sq_norms.view(len(self), f).index_select(0, sel).reshape(-1)
+            lengths = torch.full((sel.numel(),), f, dtype=torch.int64)
         else:
+            idx = sel.cpu().tolist()
             frames = torch.cat([self.video(i) for i in idx])
-        return FramePool(frames, self.lengths[idx])
+            sq_norms = torch.cat([self.sq_norms[int(self.offsets[i]) : int(self.offsets[i + 1])] for i in idx])
+            lengths = self.lengths[idx]
+        return FramePool._validated(frames, lengths, sq_norms)
+
+    @classmethod
+    def _validated(cls, frames: torch.Tensor, lengths: torch.Tensor, sq_norms: torch.Tensor) -> FramePool:
+        """A pool from parts of an already validated pool (finite frames, matching lengths, their squared norms)."""
+        pool = cls.__new__(cls)
+        pool.frames = frames.contiguous()
+        pool.lengths = lengths
+        pool.offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
+        torch.cumsum(lengths, 0, out=pool.offsets[1:])
+        first = int(lengths[0])
+        pool.uniform_length = first if bool((lengths == first).all()) else None
+        pool.sq_norms = sq_norms
+        pool._video_of_frame = None
+        pool._distance_bounds = None
+        pool._bounds_cache = {}
+        return pool
+
+    def distance_bounds(self) -> torch.Tensor:
+        """Per video ``v``, a float64 ``a_v`` with ``d_CD(x, y) ≤ a_x + a_y`` for every pair, as computed here.
+
+        With ``μ`` the mean of all frames, ``‖a − b‖ ≤ ‖a − μ‖ + ‖μ − b‖`` gives
+        ``d_CD(x, y) ≤ ½·(mean_x + min_x) + ½·(mean_y + min_y)``, where ``mean_v``/``min_v`` are the mean/min over
+        ``v``'s frames of ``‖f − μ‖``. A margin of ``1e-3·max(1, max‖f‖)`` per video covers the float32 rounding of
+        the computed distances (the square root of a rounding-noise squared distance is ≈ 3e-4 for unit features).
+        One pass over the frames; cached."""
+        if self._distance_bounds is not None:
+            return self._distance_bounds
+        device = self.frames.device
+        rows = max(1, (1 << 20) // self.dim)
+        total = torch.zeros(self.dim, dtype=torch.float64, device=device)
+        for _, block in self._row_blocks(rows):
+            total += block.float().sum(dim=0, dtype=torch.float64)
+        mu = (total / self.frames.shape[0]).float()
+        radius = torch.empty(self.frames.shape[0], dtype=torch.float64, device=device)
+        for start, block in self._row_blocks(rows):
+            radius[start : start + block.shape[0]] = torch.linalg.vector_norm(block.float() - mu, dim=1)
+        n = len(self)
+        if self.uniform_length is not None:
+            per = radius.view(n, self.uniform_length)
+            mean, low = per.mean(dim=1), per.amin(dim=1)
+        else:
+            seg = self.video_of_frame()
+            counts = self.lengths.to(device=device, dtype=torch.float64)
+            mean = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, seg, radius) / counts
+            low = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
+            low.scatter_reduce_(0, seg, radius, reduce="amin", include_self=True)
+        margin = 1e-3 * max(1.0, float(self.sq_norms.max().sqrt()))
+        self._distance_bounds = 0.5 * (mean + low) + margin
+        return self._distance_bounds
 
     def video_of_frame(self) -> torch.Tensor:
         """``(M,)`` int64: the video each frame belongs to (on the pool's device)."""
@@ -321,31 +378,86 @@ def chamfer_one_vs_all(
     """Chamfer distances between the video ``x`` (``m × d`` frame features) and every video of ``pool``.
 
     One pass over the pool: per chunk, one matrix product ``‖b‖² − 2·pool_frames @ x.T`` (``chunk × m``, one
-    ``addmm``), squared distances ``‖b‖² + ‖a‖² − 2a·b`` clamped at 0, then the min over each pool video's frames (for every frame of ``x``) and
-    the min over ``x``'s frames (for every pool frame), square roots of the minima and the two means. Computed in
-    float32 on the pool's device (a half-precision pool is upcast chunk by chunk). ``pool`` may be a
-    :class:`FramePool` (build it once when calling repeatedly) or anything :meth:`FramePool.from_features` takes.
+    ``addmm``), squared distances ``‖b‖² + ‖a‖² − 2a·b`` clamped at 0, then the min over each pool video's frames (for
+    every frame of ``x``) and the min over ``x``'s frames (for every pool frame), square roots of the minima and the
+    two means. Computed in float32 on the pool's device (a half-precision pool is upcast chunk by chunk). ``pool`` may
+    be a :class:`FramePool` (build it once when calling repeatedly) or anything :meth:`FramePool.from_features` takes.
 
     Returns a float32 ``(N,)`` tensor on the pool's device (written into ``out`` when given).
     """
+    if out is not None and out.ndim != 1:
+        raise ValueError(f"out must be a (N,) vector, got shape {tuple(out.shape)}")
+    result = chamfer_many_vs_all([x], pool, chunk_frames=chunk_frames, out=None if out is None else out[:, None])
+    return result[:, 0]
+
+
+def chamfer_many_vs_all(
+    queries,
+    pool: FramePool | torch.Tensor | np.ndarray | Sequence,
+    *,
+    chunk_frames: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Chamfer distances between each of ``Q`` query videos and every video of ``pool``, in one pass over the pool.
+
+    ``queries`` is a sequence of ``(m_j, d)`` frame matrices (or a ``(Q, m, d)`` tensor). All query frames go into
+    one matrix product per pool chunk (``chunk × Σm_j``), so the pool is read once for all ``Q`` queries: the pass
+    costs about as much memory traffic as :func:`chamfer_one_vs_all` and ``Q`` times its arithmetic. Queries of
+    different lengths are padded with copies of their own first frame (a duplicate never changes a minimum) and
+    averaged over their real frames. Values are those of :func:`chamfer_one_vs_all` for each query, up to float32
+    rounding of the product.
+
+    Returns a float32 ``(N, Q)`` tensor on the pool's device (written into ``out`` when given).
+    """
     if not isinstance(pool, FramePool):
         pool = FramePool.from_features(pool)
-    x = _as_tensor(x, "x")
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"x must be a non-empty (frames, d) matrix, got shape {tuple(x.shape)}")
-    if x.shape[1] != pool.dim:
-        raise ValueError(f"Features of different dimensions: x has d = {x.shape[1]}, the pool has d = {pool.dim}")
     device = pool.device
-    x = x.to(device=device, dtype=torch.float32)
-    m = x.shape[0]
+    if isinstance(queries, (torch.Tensor, np.ndarray)) and getattr(queries, "ndim", 0) == 3:
+        xs = _as_tensor(queries, "queries")
+        if xs.shape[0] == 0 or xs.shape[1] == 0:
+            raise ValueError(f"queries must be a non-empty (Q, frames, d) tensor, got shape {tuple(xs.shape)}")
+        if xs.shape[2] != pool.dim:
+            raise ValueError(f"Features of different dimensions: x has d = {xs.shape[2]}, the pool has d = {pool.dim}")
+        xs = xs.to(device=device, dtype=torch.float32)
+        nq, m = xs.shape[0], xs.shape[1]
+        weights = None
+    else:
+        qs = []
+        for j, q in enumerate(queries):
+            q = _as_tensor(q, f"queries[{j}]" if j else "x")
+            if q.ndim != 2 or q.shape[0] == 0:
+                raise ValueError(f"x must be a non-empty (frames, d) matrix, got shape {tuple(q.shape)} (query {j})")
+            if q.shape[1] != pool.dim:
+                raise ValueError(
+                    f"Features of different dimensions: x has d = {q.shape[1]}, the pool has d = {pool.dim} "
+                    f"(query {j})"
+                )
+            qs.append(q.to(device=device, dtype=torch.float32))
+        if not qs:
+            raise ValueError("No query video was given")
+        nq = len(qs)
+        lens = [q.shape[0] for q in qs]
+        m = max(lens)
+        if all(length == m for length in lens):
+            xs = torch.stack(qs) if nq > 1 else qs[0][None]
+            weights = None
+        else:  # pad with copies of each query's first frame; weights average over the real frames only
+            xs = torch.stack([torch.cat([q, q[:1].expand(m - q.shape[0], -1)]) for q in qs])
+            weights = torch.zeros(nq, m, dtype=torch.float32, device=device)
+            for j, length in enumerate(lens):
+                weights[j, :length] = 1.0 / length
+    x = xs.reshape(nq * m, pool.dim)
+    cols = nq * m
     x2 = (x * x).sum(dim=1)
-    xt = x.t()  # a transposed view: the (rows, d) @ (d, m) product with this layout is the fast one on CPU
+    xt = x.t()  # a transposed view: the (rows, d) @ (d, cols) product with this layout is the fast one on CPU
     storage = pool.frames.dtype
-    rows = chunk_frames or default_chunk_frames(device, m)
+    rows = chunk_frames or default_chunk_frames(device, cols)
     bounds = pool.chunk_bounds(rows)
     n = len(pool)
     if out is None:
-        out = torch.empty(n, dtype=torch.float32, device=device)
+        out = torch.empty(n, nq, dtype=torch.float32, device=device)
+    elif tuple(out.shape) != (n, nq):
+        raise ValueError(f"out must have shape {(n, nq)}, got {tuple(out.shape)}")
     upcast = sub_rows = None
     if storage != torch.float32:
         sub_rows = _upcast_rows(device, pool.dim)
@@ -354,27 +466,29 @@ def chamfer_one_vs_all(
     seg = None if uniform is not None else pool.video_of_frame()
     for v0, v1, f0, f1 in bounds:
         if upcast is None:
-            s = torch.addmm(pool.sq_norms[f0:f1, None], pool.frames[f0:f1], xt, alpha=-2.0)  # (R, m): ‖b‖² − 2a·b
-        else:  # upcast cache-sized blocks of the half-precision pool, one product each, into one (R, m) block
-            s = torch.empty(f1 - f0, m, dtype=torch.float32, device=device)
+            s = torch.addmm(pool.sq_norms[f0:f1, None], pool.frames[f0:f1], xt, alpha=-2.0)  # (R, cols): ‖b‖² − 2a·b
+        else:  # upcast cache-sized blocks of the half-precision pool, one product each, into one (R, cols) block
+            s = torch.empty(f1 - f0, cols, dtype=torch.float32, device=device)
             for b0 in range(f0, f1, sub_rows):
                 b1 = min(f1, b0 + sub_rows)
                 block = upcast[: b1 - b0].copy_(pool.frames[b0:b1])
                 torch.addmm(pool.sq_norms[b0:b1, None], block, xt, alpha=-2.0, out=s[b0 - f0 : b1 - f0])
         nv = v1 - v0
         if uniform is not None:
-            col = s.view(nv, uniform, m).amin(dim=1)  # (nv, m): per video, min over its frames
+            col = s.view(nv, uniform, cols).amin(dim=1)  # (nv, cols): per video, min over its frames
         else:
-            local = (seg[f0:f1] - v0)[:, None].expand(-1, m)
-            col = torch.full((nv, m), float("inf"), dtype=torch.float32, device=device)
+            local = (seg[f0:f1] - v0)[:, None].expand(-1, cols)
+            col = torch.full((nv, cols), float("inf"), dtype=torch.float32, device=device)
             col.scatter_reduce_(0, local, s, reduce="amin", include_self=True)
-        term_x = col.add_(x2).clamp_(min=0).sqrt_().mean(dim=1)  # mean over x's frames of min over the video
+        col = col.add_(x2).clamp_(min=0).sqrt_().view(nv, nq, m)
+        # mean over each query's frames of the min over the pool video's frames
+        term_x = col.mean(dim=2) if weights is None else (col * weights).sum(dim=2)
         s.add_(x2)  # full squared distances
-        row = s.amin(dim=1).clamp_(min=0).sqrt_()  # (R,): per pool frame, min over x's frames
+        row = s.view(-1, nq, m).amin(dim=2).clamp_(min=0).sqrt_()  # (R, Q): per pool frame, min over a query's frames
         if uniform is not None:
-            term_y = row.view(nv, uniform).mean(dim=1)
+            term_y = row.view(nv, uniform, nq).mean(dim=1)
         else:
-            term_y = torch.zeros(nv, dtype=torch.float32, device=device).index_add_(0, seg[f0:f1] - v0, row)
-            term_y.div_(pool.lengths[v0:v1].to(device=device, dtype=torch.float32))
+            term_y = torch.zeros(nv, nq, dtype=torch.float32, device=device).index_add_(0, seg[f0:f1] - v0, row)
+            term_y.div_(pool.lengths[v0:v1].to(device=device, dtype=torch.float32)[:, None])
         torch.add(term_x, term_y, out=out[v0:v1]).mul_(0.5)
     return out

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .diversity import FramePool, chamfer_one_vs_all
+from .diversity import FramePool, chamfer_many_vs_all, chamfer_one_vs_all
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ STRATEGIES: dict[str, Strategy] = {}
 
 
 def register_strategy(name: str, *, needs_difficulty: bool, needs_features: bool, description: str):
-    """Decorator: add a strategy ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames)`` to the
-    registry; it returns ``(indices, diversity_or_None)``."""
+    """Decorator: add a strategy ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy)``
+    to the registry; it returns ``(indices, diversity_or_None)``."""
 
     def wrap(fn: Callable) -> Callable:
         STRATEGIES[name] = Strategy(fn, needs_difficulty, needs_features, description)
@@ -191,10 +191,201 @@ def _argmax_lowest(score: torch.Tensor) -> int:
     return int(torch.argmax(score))
 
 
+class _PickedSet:
+    """The frames of the videos picked so far, in pick order, in one growing buffer (a :class:`FramePool` view)."""
+
+    def __init__(self, pool: FramePool, capacity_videos: int):
+        self.pool = pool
+        f = pool.uniform_length or int(pool.lengths.max())
+        rows = max(1, capacity_videos) * f
+        self.frames = torch.empty(rows, pool.dim, dtype=pool.frames.dtype, device=pool.device)
+        self.sq_norms = torch.empty(rows, dtype=torch.float32, device=pool.device)
+        self.offsets = [0]
+        self.picks: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+    def add(self, i: int) -> None:
+        """Append pool video ``i``."""
+        f0, f1 = int(self.pool.offsets[i]), int(self.pool.offsets[i + 1])
+        start, stop = self.offsets[-1], self.offsets[-1] + f1 - f0
+        if stop > self.frames.shape[0]:  # a ragged pool outgrew the estimate: double the buffer
+            grow = max(stop, 2 * self.frames.shape[0])
+            self.frames = torch.cat([self.frames, self.frames.new_empty(grow - self.frames.shape[0], self.pool.dim)])
+            self.sq_norms = torch.cat([self.sq_norms, self.sq_norms.new_empty(grow - self.sq_norms.shape[0])])
+        self.frames[start:stop] = self.pool.frames[f0:f1]
+        self.sq_norms[start:stop] = self.pool.sq_norms[f0:f1]
+        self.offsets.append(stop)
+        self.picks.append(i)
+
+    def view(self, start: int, stop: int) -> FramePool:
+        """Picks ``start … stop − 1`` as a pool (no copy)."""
+        f0, f1 = self.offsets[start], self.offsets[stop]
+        lengths = torch.tensor(np.diff(self.offsets[start : stop + 1]), dtype=torch.int64)
+        return FramePool._validated(self.frames[f0:f1], lengths, self.sq_norms[f0:f1])
+
+    def queries(self, start: int, stop: int):
+        """Picks ``start … stop − 1`` as queries of :func:`~mds_vqa.diversity.chamfer_many_vs_all`."""
+        f = self.pool.uniform_length
+        f0, f1 = self.offsets[start], self.offsets[stop]
+        if f is not None:
+            return self.frames[f0:f1].view(stop - start, f, self.pool.dim)
+        return [self.frames[self.offsets[j] : self.offsets[j + 1]] for j in range(start, stop)]
+
+
+class _LazySums:
+    """Per-candidate float64 sums of Chamfer distances to the picked videos, computed only where a step needs them.
+
+    ``partial[x]`` is the sum of ``x``'s distances to the first ``known[x]`` picks. Every distance ``d(x, p)`` is
+    bounded by ``a_x + a_p`` (:meth:`FramePool.distance_bounds`), so the unknown rest of a sum is bounded without
+    computing it; a step brings a candidate up to date only when its bound can still beat the best exact score.
+    Each distance is computed at most once; when the candidates of a step need more than half of what whole-pool
+    passes would compute, whole-pool passes update every video at once (no copy of the candidates' frames)."""
+
+    def __init__(self, pool: FramePool, budget: int, *, chunk_frames: int | None):
+        n = len(pool)
+        device = pool.device
+        self.pool = pool
+        self.chunk_frames = chunk_frames
+        self.partial = torch.zeros(n, dtype=torch.float64, device=device)
+        self.known = torch.zeros(n, dtype=torch.int64, device=device)
+        self.bounds = pool.distance_bounds()
+        self.picked = _PickedSet(pool, budget)
+        self.cum_bounds = torch.zeros(budget + 1, dtype=torch.float64, device=device)  # Σ a_p over the first j picks
+        self.computed = 0  # distances computed
+
+    def add(self, pick: int) -> None:
+        """Record a new pick."""
+        j = len(self.picked)
+        self.cum_bounds[j + 1] = self.cum_bounds[j] + self.bounds[pick]
+        self.picked.add(pick)
+
+    def upper_bound(self, out: torch.Tensor) -> torch.Tensor:
+        """An upper bound of every candidate's full sum (exact for the known part), written into ``out``."""
+        k = len(self.picked)
+        rest = self.bounds * (k - self.known) + (self.cum_bounds[k] - self.cum_bounds[self.known])
+        return torch.add(self.partial, rest, out=out)
+
+    def update(self, cand: torch.Tensor) -> torch.Tensor:
+        """Bring the candidates ``cand`` up to date; returns their exact float64 sums."""
+        k = len(self.picked)
+        n = len(self.pool)
+        known = self.known[cand]
+        missing = int((k - known).sum())
+        if missing == 0:
+            return self.partial[cand]
+        lo = int(known.min())
+        if 2 * missing >= n * (k - lo):  # cheaper as whole-pool passes over the picks lo … k − 1
+            self._update_all(lo)
+            return self.partial[cand]
+        for start in torch.unique(known).tolist():  # candidates as queries against the picks they have not met yet
+            if start >= k:
+                continue
+            rows = cand[known == start]
+            sub = self.pool.subset(rows)
+            if sub.uniform_length is not None:
+                queries = sub.frames.view(len(sub), sub.uniform_length, sub.dim)
+            else:
+                queries = [sub.video(j) for j in range(len(sub))]
+            dist = chamfer_many_vs_all(queries, self.picked.view(start, k), chunk_frames=self.chunk_frames)
+            self.partial[rows] += dist.to(torch.float64).sum(dim=0)
+            self.known[rows] = k
+            self.computed += rows.numel() * (k - start)
+        return self.partial[cand]
+
+    def _update_all(self, lo: int) -> None:
+        """Whole-pool passes over picks ``lo … k − 1`` (a block of 32 at a time): every video that has met the
+        picks before ``lo`` is brought up to date."""
+        k = len(self.picked)
+        n = len(self.pool)
+        rows = self.known >= lo
+        for b0 in range(lo, k, 32):
+            b1 = min(k, b0 + 32)
+            dist = chamfer_many_vs_all(self.picked.queries(b0, b1), self.pool, chunk_frames=self.chunk_frames)
+            needed = torch.arange(b0, b1, device=dist.device)[None, :] >= self.known[:, None]
+            needed &= rows[:, None]
+            self.partial += torch.where(needed, dist.to(torch.float64), 0.0).sum(dim=1)
+            self.computed += n * (b1 - b0)
+        self.known[rows] = k
+
+
 def _greedy_mean_distance(
+    g: torch.Tensor,
+    pool: FramePool,
+    budget: int,
+    lam: float,
+    *,
+    progress: bool,
+    chunk_frames: int | None,
+    desc: str,
+    lazy: bool = True,
+) -> tuple[list[int], np.ndarray]:
+    """The MDS greedy: argmax of ``g + λ·(Σ_{y∈D} d(x, y))/|D|`` over the remaining candidates at every step.
+
+    ``lazy=False``: one :func:`~mds_vqa.diversity.chamfer_one_vs_all` pass over the pool per pick (a running sum per
+    candidate). ``lazy=True`` (default): the same picks, up to float32 rounding of the distances, computing only the
+    distances a step needs (:class:`_LazySums`): candidates are visited in order of an upper bound of their score
+    until the bound of the next one falls below the best exact score."""
+    if not lazy:
+        return _greedy_mean_distance_passes(
+            g, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc=desc
+        )
+    n = len(pool)
+    state = _LazySums(pool, budget, chunk_frames=chunk_frames)
+    ub = torch.empty(n, dtype=torch.float64, device=pool.device)
+    checked = torch.zeros(n, dtype=torch.bool, device=pool.device)
+    taken = torch.zeros(n, dtype=torch.bool, device=pool.device)
+    pick = _argmax_lowest(g)
+    order, diversity = [pick], [float("nan")]
+    taken[pick] = True
+    state.add(pick)
+    width = 32
+    with tqdm(total=budget, initial=1, desc=desc, unit="pick", disable=not progress) as bar:
+        for k in range(1, budget):
+            # upper bounds: the same float operations as the exact score on a larger sum (rounding is monotone)
+            state.upper_bound(ub).div_(k).mul_(lam).add_(g).masked_fill_(taken, float("-inf"))
+            checked.zero_()
+            best_val, best_idx, best_sum = float("-inf"), -1, 0.0
+            t = min(n, width)
+            while True:
+                vals, idx = torch.topk(ub, t)
+                fresh = idx[~checked[idx] & (vals >= best_val) & (vals > float("-inf"))]
+                if fresh.numel():
+                    checked[fresh] = True
+                    sums = state.update(fresh)
+                    exact = (sums / k).mul_(lam).add_(g[fresh])
+                    top = float(exact.max())
+                    if top >= best_val:
+                        cand = int(fresh[exact == top].min())
+                        if top > best_val or cand < best_idx:
+                            best_val, best_idx = top, cand
+                            best_sum = float(state.partial[cand])
+                floor = float(vals[-1])
+                if floor < best_val or floor == float("-inf") or t == n:
+                    break
+                t = n if 8 * t > n else 2 * t  # past an eighth of the pool: all at once
+            width = t if t == n else max(32, t // 2)  # the next step likely needs about as many
+            pick = best_idx
+            order.append(pick)
+            diversity.append(best_sum / k)
+            taken[pick] = True
+            state.add(pick)
+            bar.update(1)
+    logger.debug(
+        "%s: %d distances computed for %d picks (one pass per pick: %d)",
+        desc,
+        state.computed,
+        budget,
+        n * (budget - 1),
+    )
+    return order, np.asarray(diversity, dtype=np.float64)
+
+
+def _greedy_mean_distance_passes(
     g: torch.Tensor, pool: FramePool, budget: int, lam: float, *, progress: bool, chunk_frames: int | None, desc: str
 ) -> tuple[list[int], np.ndarray]:
-    """The MDS greedy: running float64 sum of Chamfer distances per candidate, one one-vs-all pass per step."""
+    """The MDS greedy with one one-vs-all pass per step: running float64 sum of distances per candidate."""
     n = len(pool)
     device = pool.device
     sums = torch.zeros(n, dtype=torch.float64, device=device)
@@ -221,20 +412,24 @@ def _greedy_mean_distance(
 @register_strategy(
     "mds", needs_difficulty=True, needs_features=True, description="difficulty × diversity greedy (MDS-VQA)"
 )
-def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames):
+def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
     g_t = torch.as_tensor(g, dtype=torch.float64, device=device)
-    return _greedy_mean_distance(g_t, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc="mds")
+    return _greedy_mean_distance(
+        g_t, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc="mds", lazy=lazy
+    )
 
 
 @register_strategy("diversity", needs_difficulty=False, needs_features=True, description="the MDS greedy with g ≡ 0")
-def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames):
+def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
     zeros = torch.zeros(len(pool), dtype=torch.float64, device=device)
     # With g ≡ 0 the score is λ·mean distance; λ only scales it, so use 1 (any λ > 0 gives the same order).
-    return _greedy_mean_distance(zeros, pool, budget, 1.0, progress=progress, chunk_frames=chunk_frames, desc="div")
+    return _greedy_mean_distance(
+        zeros, pool, budget, 1.0, progress=progress, chunk_frames=chunk_frames, desc="div", lazy=lazy
+    )
 
 
 @register_strategy("difficulty", needs_difficulty=True, needs_features=False, description="top-g (λ = 0)")
-def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames):
+def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
     order = np.argsort(-g, kind="stable")[:budget]  # stable: ties keep the lowest index first
     return [int(i) for i in order], None
 
@@ -242,7 +437,7 @@ def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames):
 @register_strategy(
     "coreset", needs_difficulty=False, needs_features=True, description="k-center greedy on the min distance"
 )
-def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames):
+def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
     n = len(pool)
     first = int(np.random.default_rng(seed).integers(n))
     dist = torch.empty(n, dtype=torch.float32, device=device)
@@ -265,7 +460,7 @@ def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames):
 
 
 @register_strategy("random", needs_difficulty=False, needs_features=False, description="seeded uniform sample")
-def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames):
+def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
     n = len(pool) if pool is not None else len(g)
     return [int(i) for i in np.random.default_rng(seed).permutation(n)[:budget]], None
 
@@ -321,6 +516,7 @@ def select_with_details(
     chunk_frames: int | None = None,
     progress: bool = False,
     compute_diversity: bool = True,
+    lazy: bool = True,
 ) -> Selection:
     """Run ``strategy`` and return a :class:`Selection` (indices in pick order, g and diversity at each pick).
 
@@ -337,6 +533,9 @@ def select_with_details(
             computed in float32 either way, from the rounded features.
         chunk_frames: pool frames per chunk of a one-vs-all pass (``None``: automatic).
         progress: show a progress bar.
+        lazy: ``mds``/``diversity``: compute only the distances a step needs, under an upper bound of every score
+            (default); ``False``: one full pass over the pool per pick. The picks are the same either way, up to
+            float32 rounding of the distances.
         compute_diversity: for strategies that do not compute it while picking (``difficulty``, ``random``), compute
             the diversity of each pick afterwards (``len(selection)`` passes over the selection).
 
@@ -378,7 +577,15 @@ def select_with_details(
     count = resolve_budget(budget, n)
     start = time.perf_counter()
     indices, diversity = spec.fn(
-        g, pool, count, lam=float(lam), seed=seed, device=dev, progress=progress, chunk_frames=chunk_frames
+        g,
+        pool,
+        count,
+        lam=float(lam),
+        seed=seed,
+        device=dev,
+        progress=progress,
+        chunk_frames=chunk_frames,
+        lazy=lazy,
     )
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -413,6 +620,7 @@ def select(
     storage_dtype: str | torch.dtype | None = None,
     chunk_frames: int | None = None,
     progress: bool = False,
+    lazy: bool = True,
 ) -> list[int]:
     """Pool indices picked by ``strategy``, in pick order. Same arguments as :func:`select_with_details`."""
     return select_with_details(
@@ -427,6 +635,7 @@ def select(
         chunk_frames=chunk_frames,
         progress=progress,
         compute_diversity=False,
+        lazy=lazy,
     ).indices
 
 
