@@ -138,6 +138,11 @@ def write_report(
         f"| device, feature storage | {result.device}, {result.params.get('storage_dtype') or '—'} |",
         f"| selection time | {result.seconds:.2f} s |",
     ]
+    if "distances_computed" in result.params and b > 1:
+        done = result.params["distances_computed"]
+        lines.append(
+            f"| Chamfer distances computed | {done:,} ({100 * done / (n * (b - 1)):.1f} % of one pool pass per pick) |"
+        )
     if frames is not None:
         lengths = frames[1]
         lines.append(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mds_vqa.diversity import FramePool, chamfer_distance, chamfer_one_vs_all
+from mds_vqa.diversity import FramePool, chamfer_distance, chamfer_many_vs_all, chamfer_one_vs_all
 
 
 def brute_force_chamfer(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,6 +121,56 @@ def test_one_vs_all_does_not_depend_on_the_chunk_size():
     results = [chamfer_one_vs_all(pool.video(9), pool, chunk_frames=c) for c in (4, 12, 64, 10_000)]
     for a, b in itertools.pairwise(results):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_frames", [None, 3, 16])
+def test_many_vs_all_equals_one_vs_all_for_each_query(chunk_frames):
+    rng = np.random.default_rng(6)
+    uniform = FramePool.from_features(unit_rows(rng, 23, 4, 12))
+    ragged = FramePool.from_features([unit_rows(rng, int(c), 12) for c in rng.integers(1, 7, size=23)])
+    for pool in (uniform, ragged):
+        for picks in ([5], [0, 22, 7], [3, 3, 9, 1]):
+            want = torch.stack([chamfer_one_vs_all(pool.video(i), pool) for i in picks], dim=1)
+            got = chamfer_many_vs_all([pool.video(i) for i in picks], pool, chunk_frames=chunk_frames)
+            assert got.shape == (23, len(picks))
+            own = torch.zeros_like(got, dtype=torch.bool)
+            own[picks, range(len(picks))] = True  # self-distances: √(float32 rounding noise), ≈ 1e-4 instead of 0
+            torch.testing.assert_close(got[~own], want[~own], rtol=0, atol=2e-6)
+            assert float(got[own].max()) < 1e-3
+    stacked = torch.stack([uniform.video(i) for i in (1, 2)])  # a (Q, F, d) tensor of queries
+    torch.testing.assert_close(
+        chamfer_many_vs_all(stacked, ragged),
+        torch.stack([chamfer_one_vs_all(uniform.video(i), ragged) for i in (1, 2)], dim=1),
+        rtol=0,
+        atol=2e-6,
+    )
+    with pytest.raises(ValueError, match="No query"):
+        chamfer_many_vs_all([], uniform)
+    with pytest.raises(ValueError, match=r"different dimensions.*query 1"):
+        chamfer_many_vs_all([uniform.video(0), np.ones((2, 5), dtype=np.float32)], uniform)
+
+
+@pytest.mark.parametrize("kind", ["unit", "ragged", "unnormalised", "near_duplicates"])
+def test_distance_bounds_hold_for_every_computed_distance(kind):
+    rng = np.random.default_rng(7)
+    if kind == "unit":
+        feats = unit_rows(rng, 40, 5, 16)
+    elif kind == "ragged":
+        feats = [unit_rows(rng, int(c), 16) for c in rng.integers(1, 9, size=40)]
+    elif kind == "unnormalised":
+        feats = (rng.normal(size=(40, 3, 8)) * rng.uniform(0.1, 20, size=(40, 1, 1))).astype(np.float32)
+    else:  # many videos almost the same: distances at the float32 noise floor
+        base = unit_rows(rng, 1, 4, 32)
+        feats = (base + 1e-4 * rng.normal(size=(40, 4, 32))).astype(np.float32)
+    pool = FramePool.from_features(feats)
+    bounds = pool.distance_bounds()
+    assert bounds.dtype == torch.float64 and bounds.shape == (40,)
+    dist = chamfer_many_vs_all([pool.video(i) for i in range(40)], pool).double()
+    limit = bounds[:, None] + bounds[None, :]
+    assert bool((dist <= limit).all()), float((dist - limit).max())
+    # and the bound is informative: within a small factor of the largest distance for unit features
+    if kind == "unit":
+        assert float(limit.max()) < 2.5 * float(dist.max())
 
 
 def test_frame_pool_keeps_a_float32_contiguous_tensor_without_copying_it():

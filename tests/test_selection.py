@@ -79,6 +79,43 @@ def test_mds_equals_the_straightforward_greedy_for_several_lambdas(pool_data, la
     assert got == reference_greedy(g, dist, 12, lam)
 
 
+def clustered(rng: np.random.Generator, n: int, frames: int, dim: int, topics: int = 6) -> np.ndarray:
+    """CLIP-like features: videos around a few topic directions, frames around their video."""
+    centres = unit_rows(rng, topics, dim)
+    video = centres[rng.integers(topics, size=n)] + 0.6 * unit_rows(rng, n, dim)
+    out = video[:, None, :] + 0.25 * unit_rows(rng, n, frames, dim)
+    return (out / np.linalg.norm(out, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.25, 1.0, 5.0])
+def test_lazy_greedy_picks_what_one_pass_per_pick_picks(lam):
+    rng = np.random.default_rng(11)
+    feats = clustered(rng, 400, 4, 32)
+    g = rng.normal(3.0, 0.5, size=400)
+    lazy = select_with_details("mds", difficulty=g, features=feats, budget=40, lam=lam)
+    passes = select_with_details("mds", difficulty=g, features=feats, budget=40, lam=lam, lazy=False)
+    assert lazy.indices == passes.indices
+    np.testing.assert_allclose(lazy.diversity, passes.diversity, atol=1e-6)
+    assert passes.params["distances_computed"] == 400 * 39
+    # the bounds spare most distances when g matters (λ·distance spread smaller than g's)
+    if lam <= 1.0:
+        assert lazy.params["distances_computed"] < passes.params["distances_computed"] / 2
+    # whole-pool passes replace the per-candidate work only when it would cost at least half of them
+    assert lazy.params["distances_computed"] <= 2 * passes.params["distances_computed"]
+
+
+def test_lazy_greedy_on_ragged_pools_and_diversity_only():
+    rng = np.random.default_rng(12)
+    feats = [clustered(rng, 1, int(c), 24)[0] for c in rng.integers(1, 9, size=300)]
+    g = rng.normal(size=300)
+    for strategy, lam in (("mds", 0.25), ("mds", 3.0), ("diversity", 0.25)):
+        a = select_with_details(strategy, difficulty=g, features=feats, budget=30, lam=lam)
+        b = select_with_details(strategy, difficulty=g, features=feats, budget=30, lam=lam, lazy=False)
+        assert a.indices == b.indices, (strategy, lam)
+        np.testing.assert_allclose(a.diversity, b.diversity, atol=1e-6)
+        assert a.params["distances_computed"] <= 2 * b.params["distances_computed"]
+
+
 def test_lambda_zero_gives_the_top_g_order(pool_data):
     feats, _ = pool_data["uniform"]
     g = pool_data["g"]

@@ -63,6 +63,8 @@ class Selection:
             ``None`` when no features were given).
         seconds: wall time of the selection itself.
         device: where the distances were computed.
+        params: budget, λ, seed, storage dtype, and for ``mds``/``diversity`` ``distances_computed``: the number of
+            video-to-video Chamfer distances the greedy computed (one pass per pick computes ``N·(B − 1)``).
     """
 
     strategy: str
@@ -95,8 +97,9 @@ STRATEGIES: dict[str, Strategy] = {}
 
 
 def register_strategy(name: str, *, needs_difficulty: bool, needs_features: bool, description: str):
-    """Decorator: add a strategy ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy)``
-    to the registry; it returns ``(indices, diversity_or_None)``."""
+    """Decorator: add a strategy ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy,
+    stats)`` to the registry; it returns ``(indices, diversity_or_None)`` and may record counters in the ``stats``
+    dict (they land in :attr:`Selection.params`)."""
 
     def wrap(fn: Callable) -> Callable:
         STRATEGIES[name] = Strategy(fn, needs_difficulty, needs_features, description)
@@ -240,8 +243,9 @@ class _LazySums:
     ``partial[x]`` is the sum of ``x``'s distances to the first ``known[x]`` picks. Every distance ``d(x, p)`` is
     bounded by ``a_x + a_p`` (:meth:`FramePool.distance_bounds`), so the unknown rest of a sum is bounded without
     computing it; a step brings a candidate up to date only when its bound can still beat the best exact score.
-    Each distance is computed at most once; when the candidates of a step need more than half of what whole-pool
-    passes would compute, whole-pool passes update every video at once (no copy of the candidates' frames)."""
+    A candidate's distances are computed once each; when the candidates of a step need at least half of what
+    whole-pool passes would compute, whole-pool passes update every video at once (no copy of the candidates'
+    frames), so the work stays below about twice that of one pool pass per pick, and far below it when g matters."""
 
     def __init__(self, pool: FramePool, budget: int, *, chunk_frames: int | None):
         n = len(pool)
@@ -320,6 +324,7 @@ def _greedy_mean_distance(
     chunk_frames: int | None,
     desc: str,
     lazy: bool = True,
+    stats: dict | None = None,
 ) -> tuple[list[int], np.ndarray]:
     """The MDS greedy: argmax of ``g + λ·(Σ_{y∈D} d(x, y))/|D|`` over the remaining candidates at every step.
 
@@ -327,7 +332,9 @@ def _greedy_mean_distance(
     candidate). ``lazy=True`` (default): the same picks, up to float32 rounding of the distances, computing only the
     distances a step needs (:class:`_LazySums`): candidates are visited in order of an upper bound of their score
     until the bound of the next one falls below the best exact score."""
+    stats = {} if stats is None else stats
     if not lazy:
+        stats["distances_computed"] = len(pool) * (budget - 1)
         return _greedy_mean_distance_passes(
             g, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc=desc
         )
@@ -372,6 +379,7 @@ def _greedy_mean_distance(
             taken[pick] = True
             state.add(pick)
             bar.update(1)
+    stats["distances_computed"] = state.computed
     logger.debug(
         "%s: %d distances computed for %d picks (one pass per pick: %d)",
         desc,
@@ -412,24 +420,24 @@ def _greedy_mean_distance_passes(
 @register_strategy(
     "mds", needs_difficulty=True, needs_features=True, description="difficulty × diversity greedy (MDS-VQA)"
 )
-def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
+def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
     g_t = torch.as_tensor(g, dtype=torch.float64, device=device)
     return _greedy_mean_distance(
-        g_t, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc="mds", lazy=lazy
+        g_t, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc="mds", lazy=lazy, stats=stats
     )
 
 
 @register_strategy("diversity", needs_difficulty=False, needs_features=True, description="the MDS greedy with g ≡ 0")
-def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
+def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
     zeros = torch.zeros(len(pool), dtype=torch.float64, device=device)
     # With g ≡ 0 the score is λ·mean distance; λ only scales it, so use 1 (any λ > 0 gives the same order).
     return _greedy_mean_distance(
-        zeros, pool, budget, 1.0, progress=progress, chunk_frames=chunk_frames, desc="div", lazy=lazy
+        zeros, pool, budget, 1.0, progress=progress, chunk_frames=chunk_frames, desc="div", lazy=lazy, stats=stats
     )
 
 
 @register_strategy("difficulty", needs_difficulty=True, needs_features=False, description="top-g (λ = 0)")
-def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
+def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
     order = np.argsort(-g, kind="stable")[:budget]  # stable: ties keep the lowest index first
     return [int(i) for i in order], None
 
@@ -437,7 +445,7 @@ def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, l
 @register_strategy(
     "coreset", needs_difficulty=False, needs_features=True, description="k-center greedy on the min distance"
 )
-def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
+def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
     n = len(pool)
     first = int(np.random.default_rng(seed).integers(n))
     dist = torch.empty(n, dtype=torch.float32, device=device)
@@ -460,7 +468,7 @@ def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy
 
 
 @register_strategy("random", needs_difficulty=False, needs_features=False, description="seeded uniform sample")
-def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True):
+def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
     n = len(pool) if pool is not None else len(g)
     return [int(i) for i in np.random.default_rng(seed).permutation(n)[:budget]], None
 
@@ -576,6 +584,7 @@ def select_with_details(
         raise ValueError(f"difficulty has {len(g)} values but features describe {len(pool)} videos")
     count = resolve_budget(budget, n)
     start = time.perf_counter()
+    stats: dict = {}
     indices, diversity = spec.fn(
         g,
         pool,
@@ -586,6 +595,7 @@ def select_with_details(
         progress=progress,
         chunk_frames=chunk_frames,
         lazy=lazy,
+        stats=stats,
     )
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -604,6 +614,7 @@ def select_with_details(
             "lam": float(lam),
             "seed": seed,
             "storage_dtype": str(pool.frames.dtype).replace("torch.", "") if pool is not None else None,
+            **stats,
         },
     )
 
