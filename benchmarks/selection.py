@@ -1,17 +1,19 @@
 """Benchmark of the MDS greedy selection (``mds_vqa.selection.select("mds", ...)``), printed as Markdown tables.
 
-1. At the paper's pool size (N = 2,000, F = 8, d = 512, 5 % budget): our selection against a re-implementation of the
-   released algorithm (dense N × N float64 cache, per-pair ``scipy.spatial.distance.cdist``): same picks?, time of
-   each, speed-up.
+1. At the paper's pool size (N = 2,000, F = 8, d = 512, 5 % budget): our selection (the lazy greedy, the default, and
+   one pool pass per pick, ``lazy=False``) against a re-implementation of the released algorithm (dense N × N float64
+   cache, per-pair ``scipy.spatial.distance.cdist``): same picks?, time of each, speed-up.
 2. One greedy step at N = 20,000 against its floor, one matrix product of the pick's frames against all N·F pool
-   frames (``pool @ x.T``; the ``x @ pool.T`` layout is timed too), measured in the same run.
-3. Scaling: our time and peak extra memory (process peak RSS above the RSS with the features loaded) at
-   N = 10k, 50k, 100k in float32, and with the features stored in float16 (how many picks change).
+   frames (``pool @ x.T``; the ``x @ pool.T`` layout is timed too), measured in the same run; and the lazy greedy's
+   mean time per pick over a 5 % selection.
+3. Scaling: our time, the distances computed and peak extra memory (process peak RSS above the RSS with the features
+   loaded) at N = 10k, 50k, 100k in float32, with the features stored in float16 (how many picks change), and with
+   one pool pass per pick at the ``--passes-sizes``.
 
 Features are synthetic but CLIP-like (see :func:`clustered_features`: frame cosines ≈ 0.45 across topics, 0.70
 within one of 64 topics, 0.92 within a video); g ~ N(3, 0.5) clipped to [1, 5]. Usage:
 
-    python benchmarks/selection.py                          # everything (about 30 min on 2 CPU cores)
+    python benchmarks/selection.py                          # everything (about 10 min on 2 CPU cores)
     python benchmarks/selection.py --sizes 10000 --no-half  # quick look
     python benchmarks/selection.py --device cuda            # GPU (the reference still runs on CPU)
 """
@@ -31,7 +33,7 @@ import torch
 from scipy.spatial.distance import cdist
 
 from mds_vqa.diversity import FramePool, chamfer_one_vs_all
-from mds_vqa.selection import resolve_budget, select
+from mds_vqa.selection import resolve_budget, select, select_with_details
 
 # --------------------------------------------------------------------------------------------------------------------
 # Inputs
@@ -210,17 +212,21 @@ def compare_with_reference(n: int, frames: int, dim: int, budget: float, lam: fl
     start, cpu_start = time.perf_counter(), time.process_time()
     ref = reference_select(as_numpy, g, count, lam)
     ref_s, ref_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    run = functools.partial(select, "mds", difficulty=g, features=feats, budget=count, lam=lam, device=device)
-    ours, ours_s, ours_cpu, _ = measure(run, device)
+    rows = []
     threads = torch.get_num_threads()
-    rows = [(f"`select('mds')`, {device.type}, float32, {threads} thread(s)", ours, ours_s, ours_cpu)]
-    if device.type == "cpu" and threads > 1:
-        torch.set_num_threads(1)
-        try:
-            one, one_s, one_cpu, _ = measure(run, device)
-        finally:
-            torch.set_num_threads(threads)
-        rows.append(("`select('mds')`, cpu, float32, 1 thread", one, one_s, one_cpu))
+    for lazy, label in ((True, "lazy greedy (default)"), (False, "one pool pass per pick (`lazy=False`)")):
+        run = functools.partial(
+            select, "mds", difficulty=g, features=feats, budget=count, lam=lam, device=device, lazy=lazy
+        )
+        ours, ours_s, ours_cpu, _ = measure(run, device)
+        rows.append((f"`select('mds')`, {label}, {device.type}, float32, {threads} thread(s)", ours, ours_s, ours_cpu))
+        if device.type == "cpu" and threads > 1:
+            torch.set_num_threads(1)
+            try:
+                one, one_s, one_cpu, _ = measure(run, device)
+            finally:
+                torch.set_num_threads(threads)
+            rows.append((f"`select('mds')`, {label}, cpu, float32, 1 thread", one, one_s, one_cpu))
     print(f"\n### Against the released algorithm (N = {n:,}, F = {frames}, d = {dim}, budget {count}, λ = {lam})\n")
     print("| implementation | wall time (s) | CPU time (s) | speed-up (wall) | speed-up (CPU) | picks |")
     print("|---|---:|---:|---:|---:|---|")
@@ -241,7 +247,7 @@ def step_versus_floor(n: int, frames: int, dim: int, steps: int, repeats: int, d
     x = pool.video(n // 2)
     out = torch.empty(n, device=device)
 
-    def measure_all() -> tuple[float, float, float, float]:
+    def measure_all() -> tuple[float, float, float, float, float]:
         # interleaved, so that a change of machine load between measurements hits all of them alike
         times = interleaved_best(
             {
@@ -255,13 +261,17 @@ def step_versus_floor(n: int, frames: int, dim: int, steps: int, repeats: int, d
         # whole greedy steps: (time of steps+1 picks − time of 1 pick) / steps
         runs = interleaved_best(
             {
-                "one": lambda: select("mds", difficulty=g, features=pool, budget=1),
-                "many": lambda: select("mds", difficulty=g, features=pool, budget=steps + 1),
+                "one": lambda: select("mds", difficulty=g, features=pool, budget=1, lazy=False),
+                "many": lambda: select("mds", difficulty=g, features=pool, budget=steps + 1, lazy=False),
             },
             3,
             device,
         )
-        return times["floor"], times["other"], times["pass"], (runs["many"] - runs["one"]) / steps
+        # the lazy greedy, mean time per pick over a whole 5 % selection
+        count = resolve_budget(0.05, n)
+        lazy = interleaved_best({"lazy": lambda: select("mds", difficulty=g, features=pool, budget=count)}, 1, device)
+        step = (runs["many"] - runs["one"]) / steps
+        return times["floor"], times["other"], times["pass"], step, lazy["lazy"] / (count - 1)
 
     settings = [f"{torch.get_num_threads()} thread(s)" if device.type == "cpu" else device.type]
     results = [measure_all()]
@@ -280,20 +290,23 @@ def step_versus_floor(n: int, frames: int, dim: int, steps: int, repeats: int, d
         f"floor: one product `pool @ x.T` ({n * frames:,} × {dim} by {dim} × {frames})",
         "same product, layout `x @ pool.T`",
         "`chamfer_one_vs_all` (product + min-reductions)",
-        f"one `mds` step (pass + running sum + argmax), mean of {steps}",
+        f"one `mds` step with `lazy=False` (pass + running sum + argmax), mean of {steps}",
+        f"lazy `mds` (default), mean per pick over a 5 % selection ({resolve_budget(0.05, n):,} picks)",
     ]
     for k, label in enumerate(labels):
         cells = " | ".join(f"{1e3 * r[k]:.1f} | {r[k] / r[0]:.2f}" for r in results)
         print(f"| {label} | {cells} |")
 
 
-def scaling(sizes, frames: int, dim: int, budget: float, lam: float, device: torch.device, half: bool) -> None:
+def scaling(
+    sizes, frames: int, dim: int, budget: float, lam: float, device: torch.device, half: bool, passes_sizes=()
+) -> None:
     print(f"\n### Scaling (F = {frames}, d = {dim}, budget {budget:.0%}, λ = {lam}, {device.type})\n")
     print(
-        "| N | picks | storage | features (GiB) | wall time (s) | ms / step | CPU time (s) | peak extra memory (GiB) "
-        "| extra / features | picks changed vs float32 |"
+        "| N | picks | mode | storage | features (GiB) | wall time (s) | ms / step | CPU time (s) "
+        "| distances computed / one pass per pick | peak extra memory (GiB) | extra / features | picks vs float32 lazy |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
         feats = clustered_features(n, frames, dim, seed=3)
         if device.type == "cuda":
@@ -302,9 +315,12 @@ def scaling(sizes, frames: int, dim: int, budget: float, lam: float, device: tor
         count = resolve_budget(budget, n)
         size = feats.numel() * 4 / 2**30
         base = None
-        for storage in ("float32", "float16") if half else ("float32",):
+        modes = [("lazy", "float32")] + ([("lazy", "float16")] if half else [])
+        if n in passes_sizes:
+            modes.append(("passes", "float32"))
+        for mode, storage in modes:
             run = functools.partial(
-                select,
+                select_with_details,
                 "mds",
                 difficulty=g,
                 features=feats,
@@ -312,21 +328,25 @@ def scaling(sizes, frames: int, dim: int, budget: float, lam: float, device: tor
                 lam=lam,
                 device=device,
                 storage_dtype=storage,
+                lazy=mode == "lazy",
             )
-            picks, seconds, cpu, peak = measure(run, device)
-            if storage == "float32":
+            result, seconds, cpu, peak = measure(run, device)
+            picks = result.indices
+            work = result.params["distances_computed"] / (n * (count - 1))
+            if base is None:
                 base, changed = picks, "—"
             else:
                 moved = len(set(base) ^ set(picks)) // 2
                 first = next((k for k, (a, b) in enumerate(zip(base, picks)) if a != b), None)
                 changed = (
-                    "none (identical list)"
+                    "identical list"
                     if first is None
                     else f"{moved} of {count} differ as a set; order differs from rank {first + 1}"
                 )
             print(
-                f"| {n:,} | {count:,} | {storage} | {size:.2f} | {seconds:.1f} | {1e3 * seconds / max(1, count - 1):.1f} "
-                f"| {cpu:.1f} | {peak / 2**30:.3f} | {peak / 2**30 / size:.2f} | {changed} |",
+                f"| {n:,} | {count:,} | {mode} | {storage} | {size:.2f} | {seconds:.1f} "
+                f"| {1e3 * seconds / max(1, count - 1):.1f} | {cpu:.1f} | {work:.3f} | {peak / 2**30:.3f} "
+                f"| {peak / 2**30 / size:.2f} | {changed} |",
                 flush=True,
             )
         del feats, run
@@ -346,6 +366,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 100_000])
     p.add_argument("--no-half", action="store_true", help="skip the float16-storage runs")
+    p.add_argument(
+        "--passes-sizes",
+        type=int,
+        nargs="*",
+        default=[10_000],
+        help="sizes at which the scaling section also runs one pool pass per pick (lazy=False)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -360,7 +387,16 @@ def main() -> None:
     if args.floor_size:
         step_versus_floor(args.floor_size, args.frames, args.dim, args.floor_steps, args.repeats, device)
     if args.sizes:
-        scaling(args.sizes, args.frames, args.dim, args.budget, args.lam, device, half=not args.no_half)
+        scaling(
+            args.sizes,
+            args.frames,
+            args.dim,
+            args.budget,
+            args.lam,
+            device,
+            half=not args.no_half,
+            passes_sizes=set(args.passes_sizes),
+        )
     print(f"\nLoad average at end: {load()}.")
 
 
