@@ -150,6 +150,18 @@ def test_many_vs_all_equals_one_vs_all_for_each_query(chunk_frames):
         chamfer_many_vs_all([uniform.video(0), np.ones((2, 5), dtype=np.float32)], uniform)
 
 
+def test_as_queries_gives_every_video_of_the_pool_without_copying():
+    rng = np.random.default_rng(8)
+    uniform = FramePool.from_features(unit_rows(rng, 6, 3, 8))
+    view = uniform.as_queries()
+    assert view.shape == (6, 3, 8) and view.data_ptr() == uniform.frames.data_ptr()
+    ragged = FramePool.from_features([unit_rows(rng, int(c), 8) for c in (1, 4, 2)])
+    videos = ragged.as_queries()
+    assert [v.shape[0] for v in videos] == [1, 4, 2]
+    for i, v in enumerate(videos):
+        torch.testing.assert_close(v, ragged.video(i))
+
+
 @pytest.mark.parametrize("kind", ["unit", "ragged", "unnormalised", "near_duplicates"])
 def test_distance_bounds_hold_for_every_computed_distance(kind):
     rng = np.random.default_rng(7)

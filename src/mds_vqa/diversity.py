@@ -101,14 +101,18 @@ class FramePool:
             raise ValueError("Frame features have dimension 0")
         if frames.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"frames must be float32, float16 or bfloat16, got {frames.dtype}")
+        self._set_layout(frames, lengths)
+        self._check_finite()
+        self.sq_norms = self._squared_norms()
+
+    def _set_layout(self, frames: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Frames, lengths, offsets, the uniform length and empty caches (no validation)."""
         self.frames = frames.contiguous()
         self.lengths = lengths
         self.offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
         torch.cumsum(lengths, 0, out=self.offsets[1:])
         first = int(lengths[0])
         self.uniform_length: int | None = first if bool((lengths == first).all()) else None
-        self._check_finite()
-        self.sq_norms = self._squared_norms()
         self._video_of_frame: torch.Tensor | None = None
         self._distance_bounds: torch.Tensor | None = None
         self._bounds_cache: dict[int, list[tuple[int, int, int, int]]] = {}
@@ -267,17 +271,16 @@ class FramePool:
     def _validated(cls, frames: torch.Tensor, lengths: torch.Tensor, sq_norms: torch.Tensor) -> FramePool:
         """A pool from parts of an already validated pool (finite frames, matching lengths, their squared norms)."""
         pool = cls.__new__(cls)
-        pool.frames = frames.contiguous()
-        pool.lengths = lengths
-        pool.offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
-        torch.cumsum(lengths, 0, out=pool.offsets[1:])
-        first = int(lengths[0])
-        pool.uniform_length = first if bool((lengths == first).all()) else None
+        pool._set_layout(frames, lengths)
         pool.sq_norms = sq_norms
-        pool._video_of_frame = None
-        pool._distance_bounds = None
-        pool._bounds_cache = {}
         return pool
+
+    def as_queries(self) -> torch.Tensor | list[torch.Tensor]:
+        """The videos as queries of :func:`chamfer_many_vs_all`: a ``(N, F, d)`` view when every video has ``F``
+        frames, else a list of ``(F_i, d)`` views."""
+        if self.uniform_length is not None:
+            return self.frames.view(len(self), self.uniform_length, self.dim)
+        return [self.video(i) for i in range(len(self))]
 
     def distance_bounds(self) -> torch.Tensor:
         """Per video ``v``, a float64 ``a_v`` with ``d_CD(x, y) ≤ a_x + a_y`` for every pair, as computed here.

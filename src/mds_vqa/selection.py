@@ -203,11 +203,10 @@ class _PickedSet:
         rows = max(1, capacity_videos) * f
         self.frames = torch.empty(rows, pool.dim, dtype=pool.frames.dtype, device=pool.device)
         self.sq_norms = torch.empty(rows, dtype=torch.float32, device=pool.device)
-        self.offsets = [0]
-        self.picks: list[int] = []
+        self.offsets = [0]  # frame offset of each pick in the buffer, and the end
 
     def __len__(self) -> int:
-        return len(self.picks)
+        return len(self.offsets) - 1
 
     def add(self, i: int) -> None:
         """Append pool video ``i``."""
@@ -220,21 +219,12 @@ class _PickedSet:
         self.frames[start:stop] = self.pool.frames[f0:f1]
         self.sq_norms[start:stop] = self.pool.sq_norms[f0:f1]
         self.offsets.append(stop)
-        self.picks.append(i)
 
     def view(self, start: int, stop: int) -> FramePool:
         """Picks ``start … stop − 1`` as a pool (no copy)."""
         f0, f1 = self.offsets[start], self.offsets[stop]
         lengths = torch.tensor(np.diff(self.offsets[start : stop + 1]), dtype=torch.int64)
         return FramePool._validated(self.frames[f0:f1], lengths, self.sq_norms[f0:f1])
-
-    def queries(self, start: int, stop: int):
-        """Picks ``start … stop − 1`` as queries of :func:`~mds_vqa.diversity.chamfer_many_vs_all`."""
-        f = self.pool.uniform_length
-        f0, f1 = self.offsets[start], self.offsets[stop]
-        if f is not None:
-            return self.frames[f0:f1].view(stop - start, f, self.pool.dim)
-        return [self.frames[self.offsets[j] : self.offsets[j + 1]] for j in range(start, stop)]
 
 
 class _LazySums:
@@ -287,11 +277,7 @@ class _LazySums:
             if start >= k:
                 continue
             rows = cand[known == start]
-            sub = self.pool.subset(rows)
-            if sub.uniform_length is not None:
-                queries = sub.frames.view(len(sub), sub.uniform_length, sub.dim)
-            else:
-                queries = [sub.video(j) for j in range(len(sub))]
+            queries = self.pool.subset(rows).as_queries()
             dist = chamfer_many_vs_all(queries, self.picked.view(start, k), chunk_frames=self.chunk_frames)
             self.partial[rows] += dist.to(torch.float64).sum(dim=0)
             self.known[rows] = k
@@ -306,7 +292,8 @@ class _LazySums:
         rows = self.known >= lo
         for b0 in range(lo, k, 32):
             b1 = min(k, b0 + 32)
-            dist = chamfer_many_vs_all(self.picked.queries(b0, b1), self.pool, chunk_frames=self.chunk_frames)
+            queries = self.picked.view(b0, b1).as_queries()
+            dist = chamfer_many_vs_all(queries, self.pool, chunk_frames=self.chunk_frames)
             needed = torch.arange(b0, b1, device=dist.device)[None, :] >= self.known[:, None]
             needed &= rows[:, None]
             self.partial += torch.where(needed, dist.to(torch.float64), 0.0).sum(dim=1)
