@@ -2,13 +2,21 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# the tested versions; `make install CONSTRAINTS=` resolves the newest allowed by pyproject.toml instead
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: install test test-fast lint toy demo
+.PHONY: install lock test test-fast lint toy demo
 
-install:  ## create .venv and install mds-vqa with its dev tools
+install:  ## create .venv and install mds-vqa with its dev tools, at the tested versions
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -e ".[dev]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+
+lock:  ## upgrade .venv to the newest versions pyproject.toml allows and write them to constraints.txt
+	$(BIN)/python -m pip install --upgrade --upgrade-strategy eager -e ".[dev]"
+	{ head -n 3 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	@echo "constraints.txt rewritten: run 'make test' and commit it only if the suite passes."
 
 test:  ## the full suite (slow end-to-end tests included), as CI runs it
 	$(BIN)/python -m pytest tests

@@ -21,6 +21,7 @@ from trl import TrlParser
 from mds_vqa.configs import BuildPoolArguments
 from mds_vqa.data import PoolValidationError, build_pool
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
+from mds_vqa.log import setup_logging
 
 logger = logging.getLogger("mds_vqa.build_pool")
 
@@ -68,9 +69,15 @@ def main(args: BuildPoolArguments, hub_args: HubArguments | None = None) -> Path
     return out
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
     parser = TrlParser((BuildPoolArguments, HubArguments))
+    return parser
+
+
+if __name__ == "__main__":
+    setup_logging()
+    parser = make_parser()
     script_args, hub_arguments = parser.parse_args_and_config()
     try:
         main(script_args, hub_arguments)

@@ -14,7 +14,6 @@ stage runs and connects, not what the method achieves on real data.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HERE = Path(__file__).resolve().parent
 
+from mds_vqa.log import setup_logging  # noqa: E402
 from mds_vqa.pipeline import StageError  # noqa: E402
 
 
@@ -133,9 +133,14 @@ def main(args: DemoArguments) -> dict:
     return _recipe("pipeline").main(config)
 
 
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
+    return TrlParser(DemoArguments)
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (demo_args,) = TrlParser(DemoArguments).parse_args_and_config()
+    setup_logging()
+    (demo_args,) = make_parser().parse_args_and_config()
     try:
         main(demo_args)
     except StageError as err:  # names the stage, its command and its log

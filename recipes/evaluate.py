@@ -28,6 +28,7 @@ from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
 from trl import TrlParser
 
 from mds_vqa.evaluation import CorrelationInputError, evaluate_scored, failure_identification, write_tables
+from mds_vqa.log import setup_logging
 
 logger = logging.getLogger("mds_vqa.evaluate")
 
@@ -228,9 +229,15 @@ def main(args: EvaluateArguments) -> dict[str, dict[str, Path]]:
     return written
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
     parser = TrlParser(EvaluateArguments)
+    return parser
+
+
+if __name__ == "__main__":
+    setup_logging()
+    parser = make_parser()
     (script_args,) = parser.parse_args_and_config()
     try:
         main(script_args)

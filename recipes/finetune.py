@@ -25,6 +25,7 @@ from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
 from mds_vqa.data import normalize_mos
 from mds_vqa.grpo import VideoGRPOConfig, VideoGRPOTrainer
 from mds_vqa.hub import HubPushError, TrainerHubArguments, hub_arguments_for_trainer, publish_adapter
+from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.prompts import get_prompt
 from mds_vqa.rewards import get_reward_funcs
@@ -123,11 +124,17 @@ def main(
     return train_metrics
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
     parser = TrlParser(
         (FinetuneScriptArguments, VideoGRPOConfig, VQAModelConfig, VideoSamplingConfig, TrainerHubArguments)
     )
+    return parser
+
+
+if __name__ == "__main__":
+    setup_logging()
+    parser = make_parser()
     script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
     try:
         main(script_args, training_args, model_args, sampling, hub_card)

@@ -41,6 +41,7 @@ from mds_vqa.gmad import (
     summarize_2afc,
     write_summary,
 )
+from mds_vqa.log import setup_logging
 from mds_vqa.resumable import ResumableRun, load_failures
 from mds_vqa.video import read_frames
 
@@ -183,9 +184,15 @@ def main(args: GmadArguments) -> dict[str, Any]:
     return result
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
     parser = TrlParser(GmadArguments)
+    return parser
+
+
+if __name__ == "__main__":
+    setup_logging()
+    parser = make_parser()
     (script_args,) = parser.parse_args_and_config()
     try:
         main(script_args)

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from trl import TrlParser
 
+from mds_vqa.log import setup_logging
 from mds_vqa.testing import Distortion, build_tiny_qwen2_5_vl, make_video_pool
 
 # Two domains with different distortion mixes: the source is mostly blurred, the target mostly noisy and compressed.
@@ -82,7 +83,12 @@ def main(args: ToyDataArguments) -> Path:
     return out
 
 
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
+    return TrlParser(ToyDataArguments)
+
+
 if __name__ == "__main__":
-    parser = TrlParser(ToyDataArguments)
-    (script_args,) = parser.parse_args_and_config()
+    setup_logging()
+    (script_args,) = make_parser().parse_args_and_config()
     main(script_args)

@@ -10,11 +10,11 @@ pictures, stage timings) is written to ``<output_dir>/report``.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from trl import TrlParser
 
+from mds_vqa.log import setup_logging
 from mds_vqa.pipeline import Pipeline, PipelineConfig, StageError
 
 
@@ -34,9 +34,14 @@ def main(config: PipelineConfig) -> dict:
     return summary
 
 
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
+    return TrlParser(PipelineConfig)
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (config,) = TrlParser(PipelineConfig).parse_args_and_config()
+    setup_logging()
+    (config,) = make_parser().parse_args_and_config()
     try:
         main(config)
     except (StageError, ValueError, FileNotFoundError) as err:

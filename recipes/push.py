@@ -46,6 +46,7 @@ from mds_vqa.hub import (
     read_card_metadata,
     reproduce_command,
 )
+from mds_vqa.log import setup_logging
 
 logger = logging.getLogger("mds_vqa.push")
 
@@ -206,10 +207,16 @@ def main(args: PushArguments, hub_args: HubArguments) -> Published:
     return published
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
     parser = TrlParser((PushArguments, HubArguments))
     parser.set_defaults(push_to_hub=True)  # this script exists to push; --push_to_hub false only stages
+    return parser
+
+
+if __name__ == "__main__":
+    setup_logging()
+    parser = make_parser()
     push_args, hub_arguments = parser.parse_args_and_config()
     try:
         main(push_args, hub_arguments)

@@ -320,14 +320,21 @@ def main(args: SelectArguments, hub_args=None) -> Path:
     return out
 
 
-if __name__ == "__main__":
+def make_parser():
+    """The recipe's parser (a ``trl.TrlParser``): YAML via ``--config``, CLI flags override it."""
     from trl import TrlParser
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from mds_vqa.hub import HubArguments, HubPushError
+    from mds_vqa.hub import HubArguments
 
-    parser = TrlParser((SelectArguments, HubArguments))
-    script_args, hub_arguments = parser.parse_args_and_config()
+    return TrlParser((SelectArguments, HubArguments))
+
+
+if __name__ == "__main__":
+    from mds_vqa.hub import HubPushError
+    from mds_vqa.log import setup_logging
+
+    setup_logging()
+    script_args, hub_arguments = make_parser().parse_args_and_config()
     try:
         main(script_args, hub_arguments)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError, HubPushError) as err:

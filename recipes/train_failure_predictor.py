@@ -32,6 +32,7 @@ from mds_vqa.hub import (
     hub_arguments_for_trainer,
     publish_adapter,
 )
+from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 
 logger = logging.getLogger("mds_vqa.train_failure_predictor")
@@ -176,8 +177,8 @@ def main(
     return metrics
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
     parser = TrlParser(
         (
             FailurePredictorScriptArguments,
@@ -187,6 +188,12 @@ if __name__ == "__main__":
             TrainerHubArguments,
         )
     )
+    return parser
+
+
+if __name__ == "__main__":
+    setup_logging()
+    parser = make_parser()
     script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
     try:
         main(script_args, training_args, model_args, sampling, hub_card)

@@ -1,9 +1,30 @@
-"""Shared fixtures: offline Hub, a tiny Qwen2.5-VL saved to a folder, generated videos."""
+"""Shared fixtures: offline Hub, hermetic Hugging Face caches, a tiny Qwen2.5-VL saved to a folder, generated videos.
+
+The suite never reads or writes the user's Hugging Face caches: before anything imports ``datasets``,
+``transformers`` or ``huggingface_hub``, every cache location points into one temporary folder for the whole session
+(subprocesses the tests start inherit it), removed at exit. A cache used by earlier runs (``make demo``, another
+checkout) therefore cannot leak rows or models into a test.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
+_HF_HOME = tempfile.mkdtemp(prefix="mds-vqa-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+for _var, _sub in {
+    "HF_HOME": "",
+    "HF_DATASETS_CACHE": "datasets",
+    "HF_HUB_CACHE": "hub",
+    "HUGGINGFACE_HUB_CACHE": "hub",
+    "HF_MODULES_CACHE": "modules",
+    "HF_EVALUATE_CACHE": "evaluate",
+    "TRANSFORMERS_CACHE": "hub",
+}.items():
+    os.environ[_var] = os.path.join(_HF_HOME, _sub) if _sub else _HF_HOME
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

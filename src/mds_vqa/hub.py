@@ -9,12 +9,13 @@ Two kinds of artifact are published:
   the command that reproduces it and the citation;
 - a **Dataset** (a pool, a scored pool, a frame-feature Dataset or a selected subset): parquet data files under
   ``data/`` and a dataset card (``huggingface_hub.DatasetCard``) whose ``configs`` entry makes
-  ``datasets.load_dataset(folder_or_repo)`` read them. A selected subset's card says how it was chosen and how to send
+  ``datasets.load_dataset(repo)`` read them (a local staged folder loads with :func:`mds_vqa.loading.load_pool`). A selected subset's card says how it was chosen and how to send
   it to raters and bring the MOS back.
 
 Publishing is two steps. **Staging** writes the exact repository content into a local folder (``stage_dir``; by
 default ``<artifact folder>.hub``): it can be reviewed offline, loaded as a consumer would
-(``PeftModel.from_pretrained(base, stage_dir)``, ``load_dataset(stage_dir)``), and is kept whatever happens next.
+(``PeftModel.from_pretrained(base, stage_dir)``, ``mds_vqa.loading.load_pool(stage_dir)``), and is kept whatever
+happens next.
 **Pushing** uploads that folder with ``HfApi.upload_folder`` in one commit. A missing token, an unreachable Hub or a
 refused push raises :class:`HubPushError`, whose message says where the staged copy is and how to push it again.
 
@@ -1197,7 +1198,7 @@ def stage_dataset(
 ) -> Path:
     """Write the repository of a Dataset (or DatasetDict) into ``stage_dir``: ``data/<split>-XXXXX-of-YYYYY.parquet``
     (shards of at most ``max_shard_bytes`` of Arrow data), the dataset card as ``README.md``, and the top-level side
-    files of ``source_dir`` (reports, provenance JSON, figures). ``datasets.load_dataset(stage_dir)`` loads it back
+    files of ``source_dir`` (reports, provenance JSON, figures). :func:`mds_vqa.loading.load_pool` loads it back
     with the same rows and columns. A previous staging in ``stage_dir`` is replaced; returns ``stage_dir``."""
     splits = _as_splits(dataset)
     src = Path(source_dir) if source_dir is not None else None
