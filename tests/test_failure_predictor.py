@@ -67,22 +67,24 @@ def test_failure_metrics_on_a_known_ranking():
     assert m["srcc"] == pytest.approx(0.8) and m["pairwise_accuracy"] == pytest.approx(5 / 6) and m["num_pairs"] == 6
 
 
-def test_grouped_sampler_keeps_every_batch_within_one_dataset():
-    groups = ["a"] * 7 + ["b"] * 5 + ["c"] * 3
-    sampler = DatasetGroupedSampler(groups, batch_size=3, seed=0)
-    order = list(sampler)
-    assert sorted(order) == list(range(15))
-    # consecutive runs: each chunk of the sampler is homogeneous; chunk boundaries follow the per-dataset chunking
-    runs, current = [], [order[0]]
-    for k in order[1:]:
-        if groups[k] == groups[current[-1]] and len(current) < 3:
-            current.append(k)
-        else:
-            runs.append(current)
-            current = [k]
-    runs.append(current)
-    assert all(len({groups[k] for k in run}) == 1 for run in runs)
-    assert list(sampler) != order  # a new shuffle each epoch
+def test_the_trainers_train_batches_are_each_one_dataset(tmp_path, tiny_model_dir):
+    groups = ["a"] * 7 + ["b"] * 5 + ["c"] * 3  # unpadded chunks of 3 would make a third of the batches mixed
+    pool = Dataset.from_dict({"video": [f"/v{i}.mp4" for i in range(15)], "error": [0.1] * 15, "dataset": groups})
+    model, processor = load_model_and_processor(tiny_model_dir, dtype="float32")
+    trainer = FailurePredictorTrainer(
+        model, _config(tmp_path, per_device_train_batch_size=3), train_dataset=pool, processing_class=processor
+    )
+    loader = trainer.get_train_dataloader()
+    assert isinstance(loader.batch_sampler.sampler, DatasetGroupedSampler)
+    orders = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)  # as Trainer does each epoch
+        batches = list(loader.batch_sampler)  # the index batches the DataLoader collates
+        assert len(batches) == len(loader) == 6
+        assert all(len(b) == 3 and len({groups[i] for i in b}) == 1 for b in batches), batches
+        assert {i for b in batches for i in b} == set(range(15))
+        orders.append(batches)
+    assert orders[0] != orders[1] != orders[2]  # reshuffled every epoch
 
 
 def test_training_g_on_a_visible_property_lowers_the_loss_and_ranks_errors_better(

@@ -10,7 +10,7 @@ from mds_vqa.data import POOL_FEATURES
 from mds_vqa.grpo import DatasetRepeatSampler, VideoGRPOConfig, VideoGRPOTrainer, build_video_prompt
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, lora_config
 from mds_vqa.prompts import SCORING_PROMPT
-from mds_vqa.rewards import format_reward, thurstone_reward
+from mds_vqa.rewards import format_reward, get_reward_funcs
 from mds_vqa.testing import Distortion, make_video
 
 SAMPLING = VideoSamplingConfig(resized_height=56, resized_width=56, nframes=2)
@@ -67,10 +67,11 @@ def _train_set(clips, datasets=("a", "a", "a", "a")):
 @pytest.fixture
 def trainer(tmp_path, tiny_model_dir, clips):
     model, processor = load_model_and_processor(tiny_model_dir, dtype="float32")
+    args = _config(tmp_path)
     return VideoGRPOTrainer(
         model=model,
-        reward_funcs=[thurstone_reward, format_reward],
-        args=_config(tmp_path),
+        reward_funcs=get_reward_funcs(["thurstone", "format"], num_generations=args.num_generations),
+        args=args,
         train_dataset=_train_set(clips),
         processing_class=processor,
         peft_config=lora_config(r=4, lora_alpha=8, lora_dropout=0.0),

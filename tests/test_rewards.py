@@ -1,10 +1,19 @@
+import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
+from functools import partial
+from pathlib import Path
 
 import pytest
 from scipy.stats import norm
+from trl.trainer.utils import get_callable_name
 
 from mds_vqa.rewards import (
     REWARD_FUNCS,
+    THURSTONE_EPS,
     format_reward,
     get_reward_funcs,
     thurstone_reward,
@@ -12,7 +21,12 @@ from mds_vqa.rewards import (
     thurstone_rewards_detailed,
 )
 
-EPS = 1e-8
+REPO = Path(__file__).resolve().parents[1]
+EPS = 1e-6  # VisualQuality-R1's ε
+
+
+def test_epsilon_is_visualquality_r1s():
+    assert THURSTONE_EPS == EPS
 
 
 def _r(p, gt):
@@ -70,8 +84,9 @@ def test_unparseable_responses_get_the_lowest_reward_and_leave_the_statistics():
 
 def test_single_generation_groups_use_zero_variance():
     got = thurstone_rewards([3.0, 2.0], [4, 2], num_generations=1)
-    p = norm.cdf((3.0 - 2.0) / math.sqrt(EPS))  # σ² = 0 for both: a step function
-    assert got[0] == pytest.approx(_r(p, 1.0), abs=1e-9) and got[0] == pytest.approx(1.0, abs=1e-3)
+    p = norm.cdf((3.0 - 2.0) / math.sqrt(EPS))  # σ² = 0 for both: a step function, p = 1
+    assert got[0] == pytest.approx(_r(p, 1.0), abs=1e-9)
+    assert got[0] == pytest.approx(math.sqrt(1 + EPS) + math.sqrt(EPS), abs=1e-9)  # the top reward, ~1
 
 
 def test_mos_may_be_given_per_prompt_and_must_agree_within_a_prompt():
@@ -100,7 +115,12 @@ def test_format_reward_requires_a_full_think_then_answer_match(text, reward):
     assert format_reward([[{"role": "assistant", "content": text}]]) == [reward]
 
 
-def test_trl_wrapper_parses_completions_and_groups_by_video():
+def _thurstone(num_generations):
+    (reward,) = get_reward_funcs(["thurstone"], num_generations=num_generations)
+    return reward
+
+
+def test_trl_wrapper_parses_completions_and_logs_the_counts():
     def conv(t):
         return [{"role": "assistant", "content": t}]
 
@@ -111,30 +131,130 @@ def test_trl_wrapper_parses_completions_and_groups_by_video():
         conv("none"),
     ]
     logged = {}
-    got = thurstone_reward(
+    got = _thurstone(2)(
         completions, mos=[4, 4, 2, 2], dataset=["a"] * 4, video=["v1", "v1", "v2", "v2"], log_metric=logged.__setitem__
     )
     assert got == pytest.approx(thurstone_rewards([3.0, 3.5, 2.0, float("nan")], [4, 4, 2, 2], 2))
     assert logged == {"thurstone/unparseable_frac": 0.25, "thurstone/lonely_prompts": 0.0}
 
 
-def test_trl_wrapper_handles_prompts_split_unevenly_at_a_process_boundary():
-    completions = [
-        "<answer>3</answer>",
-        "<answer>2</answer>",
-        "<answer>4</answer>",
-        "<answer>1</answer>",
-        "<answer>2</answer>",
-    ]
-    got = thurstone_reward(completions, mos=[3, 2, 2, 2, 2], dataset=["a"] * 5, video=["x", "y", "y", "z", "z"])
-    assert len(got) == 5 and all(0.0 <= g <= 1.0 + 1e-6 for g in got)
-    # x has one response (3, var 0); y: 2, 4 (mu 3, var 2); z: 1, 2 (mu 1.5, var 0.5); x's MOS beats both
-    p_y = norm.cdf((3 - 3) / math.sqrt(0 + 2 + EPS))
-    p_z = norm.cdf((3 - 1.5) / math.sqrt(0 + 0.5 + EPS))
-    assert got[0] == pytest.approx((_r(p_y, 1.0) + _r(p_z, 1.0)) / 2, abs=1e-9)
+def test_adjacent_prompts_of_one_video_are_two_prompts():
+    # the dataset-grouped sampler may place the same video twice in a generation batch: two prompts, not one of 2G
+    reward = _thurstone(2)
+    got = reward(["<answer>3.0</answer>", "<answer>3.4</answer>", "<answer>2.0</answer>", "<answer>2.6</answer>"],
+                 mos=[4] * 4, dataset=["a"] * 4, video=["v1"] * 4)  # fmt: skip
+    assert got == pytest.approx(thurstone_rewards([3.0, 3.4, 2.0, 2.6], [4, 4], 2, groups=["a", "a"]), abs=1e-12)
+    # the two prompts are each other's partner (tie: gt = 0.5, r > 0.7); merged by video, they were one lonely prompt
+    assert all(r > 0.7 for r in got) and got != pytest.approx([0.5] * 4)
 
 
-def test_registry_selects_rewards_by_name():
-    assert get_reward_funcs(["thurstone", "format"]) == [REWARD_FUNCS["thurstone"], REWARD_FUNCS["format"]]
+def test_adjacent_prompts_of_one_video_with_different_mos_are_two_prompts():
+    scores = [3.0, 3.4, 2.0, 2.6, 3.0, 3.2]
+    mos = [4, 4, 2, 2, 3, 3]
+    got = _thurstone(2)(
+        [f"<answer>{s}</answer>" for s in scores], mos=mos, dataset=["a"] * 6, video=["v1"] * 4 + ["v2"] * 2
+    )
+    assert got == pytest.approx(thurstone_rewards(scores, mos, 2, groups=["a"] * 3), abs=1e-12)
+    # the old grouping by runs of one video: prompt v1 with 4 responses (MOS of its first row, 4) against v2
+    merged_var = sum((s - 2.75) ** 2 for s in scores[:4]) / 3
+    old_first = _r(norm.cdf((3.0 - 3.1) / math.sqrt(merged_var + 0.02 + EPS)), 1.0)
+    assert got[0] != pytest.approx(old_first, abs=1e-3)
+
+
+def test_trl_wrapper_rejects_batches_that_are_not_whole_prompts():
+    reward = _thurstone(2)
+    with pytest.raises(ValueError, match="num_generations=2.*`mos`, `dataset` and `video`"):
+        reward(["<answer>3</answer>"] * 3, mos=[3, 3, 2], dataset=["a"] * 3, video=["x", "x", "y"])
+    with pytest.raises(ValueError, match="several videos"):
+        reward(["<answer>3</answer>"] * 4, mos=[3, 3, 3, 3], dataset=["a"] * 4, video=["x", "y", "y", "z"])
+    with pytest.raises(ValueError, match="different groups"):
+        reward(["<answer>3</answer>"] * 4, mos=[3, 3, 3, 3], dataset=["a", "b", "a", "a"], video=["x", "x", "y", "y"])
+
+
+_RANK_SCRIPT = """
+import json
+import sys
+
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
+from mds_vqa.rewards import get_reward_funcs
+
+batch = json.loads(open(sys.argv[1]).read())
+state = PartialState(cpu=True)  # as TrainingArguments(use_cpu=True) sets the state up before the trainer runs
+n = len(batch["completions"]) // state.num_processes
+rows = slice(state.process_index * n, (state.process_index + 1) * n)
+(reward,) = get_reward_funcs(["thurstone"], num_generations=batch["num_generations"])
+logged = {}
+local = reward(
+    prompts=[[{"role": "user", "content": "rate"}]] * n,
+    completions=batch["completions"][rows],
+    completion_ids=[[0]] * n,
+    mos=batch["mos"][rows],
+    dataset=batch["dataset"][rows],
+    video=batch["video"][rows],
+    trainer_state=None,
+    log_extra=lambda column, values: None,
+    log_metric=logged.__setitem__,
+)
+gathered = gather_object(local)  # as TRL gathers the rewards: process 0's rows, then process 1's
+ranks = gather_object([state.process_index])
+if state.is_main_process:
+    json.dump({"rewards": gathered, "logged": logged, "ranks": ranks}, open(sys.argv[2], "w"))
+state.wait_for_everyone()
+state.destroy_process_group()
+"""
+
+
+def test_a_prompt_split_across_two_processes_gets_the_single_process_rewards(tmp_path):
+    # 5 prompts x 4 generations, 10 rows per process: prompt 2 straddles the ranks (rows 8-9 | 10-11); prompts of
+    # dataset "a" sit on both ranks; prompt 3 repeats prompt 2's video (the sampler's padding); one answer unparseable
+    g = 4
+    scores = [3.1, 3.5, 2.9, 3.3, 2.0, 2.4, 1.8, 2.2, 4.0, 3.6, 4.4, None, 4.1, 3.9, 4.3, 4.5, 1.2, 1.6, 1.0, 1.4]
+    batch = {
+        "num_generations": g,
+        "completions": [[{"role": "assistant", "content": f"<answer>{s}</answer>" if s else "no"}] for s in scores],
+        "mos": [v for v in (3.5, 2.0, 4.5, 4.5, 1.0) for _ in range(g)],
+        "dataset": [v for v in "abaab" for _ in range(g)],
+        "video": [v for v in ("p", "q", "r", "r", "s") for _ in range(g)],
+    }
+    (tmp_path / "batch.json").write_text(json.dumps(batch))
+    (tmp_path / "rank.py").write_text(textwrap.dedent(_RANK_SCRIPT))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(ACCELERATE_USE_CPU="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    # `--multi_gpu` makes accelerate 1.15 spawn the config's 2 processes (torchrun; gloo on CPU); with the config alone
+    # (distributed_type MULTI_CPU) it runs a single process and leaves the spawning to mpirun
+    config = ["--config_file", "accelerate_configs/cpu.yaml", "--multi_gpu"]
+    cmd = [accelerate, "launch", *config, str(tmp_path / "rank.py")]
+    run = subprocess.run(
+        [*cmd, str(tmp_path / "batch.json"), str(tmp_path / "out.json")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["ranks"] == [0, 1]  # really two processes
+    parsed = [float("nan") if s is None else s for s in scores]
+    expected = thurstone_rewards_detailed(parsed, batch["mos"], g, groups=batch["dataset"])
+    assert out["rewards"] == pytest.approx(list(expected), abs=1e-12)
+    assert out["logged"] == {"thurstone/unparseable_frac": 1 / 20, "thurstone/lonely_prompts": 0.0}
+    # computed on each rank alone (the old behaviour), the straddling prompt's two halves would be separate prompts
+    half = thurstone_rewards(parsed[:8], batch["mos"][:8], g, groups=batch["dataset"][:8])
+    assert half != pytest.approx(list(expected)[:8], abs=1e-6)
+
+
+def test_registry_binds_num_generations_and_keeps_the_logged_name():
+    thurstone, fmt = get_reward_funcs(["thurstone", "format"], num_generations=4)
+    assert fmt is REWARD_FUNCS["format"] is format_reward
+    assert isinstance(thurstone, partial) and thurstone.func is thurstone_reward
+    assert thurstone.keywords == {"num_generations": 4}
+    assert get_callable_name(thurstone) == "thurstone_reward"  # TRL logs rewards/thurstone_reward/mean
+    assert get_reward_funcs(["format"]) == [format_reward]  # no group size needed
+    with pytest.raises(ValueError, match="needs num_generations"):
+        get_reward_funcs(["thurstone"])
     with pytest.raises(ValueError, match="accuracy"):
-        get_reward_funcs(["accuracy"])
+        get_reward_funcs(["accuracy"], num_generations=2)

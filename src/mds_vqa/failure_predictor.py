@@ -17,7 +17,6 @@ and the true error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +28,7 @@ from transformers import EvalPrediction, Trainer, TrainingArguments
 from .losses import fidelity_loss
 from .modeling import VideoSamplingConfig, freeze_vision_tower, load_model_and_processor, prepare_inputs
 from .prompts import get_prompt
+from .samplers import DatasetGroupedSampler
 from .scoring import digit_token_ids, expectation_scores
 
 logger = logging.getLogger(__name__)
@@ -101,35 +101,6 @@ def failure_metrics(g: np.ndarray, errors: np.ndarray, groups: np.ndarray) -> di
     out["pairwise_accuracy"] = correct / total if total else float("nan")
     out["num_pairs"] = float(total)
     return out
-
-
-class DatasetGroupedSampler(torch.utils.data.Sampler[int]):
-    """Yields indices so that every consecutive ``batch_size`` of them comes from one dataset: each dataset is
-    shuffled and chunked, the chunks are shuffled. Reshuffled every epoch (seeded)."""
-
-    def __init__(self, groups: Sequence[str], batch_size: int, seed: int = 0):
-        self.groups = list(groups)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch (changes the shuffle)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.groups)
-
-    def __iter__(self):
-        rng = np.random.default_rng(self.seed + self.epoch)
-        self.epoch += 1
-        chunks = []
-        for name in dict.fromkeys(self.groups):
-            idx = np.flatnonzero(np.asarray(self.groups, dtype=object) == name)
-            idx = rng.permutation(idx)
-            chunks += [idx[k : k + self.batch_size].tolist() for k in range(0, len(idx), self.batch_size)]
-        for c in rng.permutation(len(chunks)):
-            yield from chunks[c]
 
 
 class FailurePredictorCollator:
@@ -268,9 +239,8 @@ class FailurePredictorTrainer(Trainer):
             and ds is not None
             and self.args.group_column in ds.column_names
         ):
-            return DatasetGroupedSampler(
-                ds[self.args.group_column], self.args.per_device_train_batch_size, self.args.seed
-            )
+            # one chunk = one DataLoader batch (per device; accelerate deals whole batches to the processes)
+            return DatasetGroupedSampler(ds[self.args.group_column], self._train_batch_size, self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     # -- loss ----------------------------------------------------------------------------------------------------

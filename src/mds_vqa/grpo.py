@@ -19,15 +19,14 @@ trainer inserts the video into the prompt.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from .modeling import VideoSamplingConfig, fetch_videos, freeze_vision_tower
+from .samplers import DatasetRepeatSampler
 
 logger = logging.getLogger(__name__)
 
@@ -60,59 +59,6 @@ def build_video_prompt(
             msg["content"] = [sampling.video_element(video), *parts]
             return out
     raise ValueError(f"Prompt has no user message: {prompt!r}")
-
-
-class DatasetRepeatSampler(torch.utils.data.Sampler[int]):
-    """TRL's ``RepeatSampler`` with every generation batch drawn from one dataset.
-
-    Each dataset's indices are shuffled and cut into chunks of ``batch_size`` prompts (a short last chunk is filled
-    with other prompts of the same dataset); chunks are shuffled; each chunk is repeated ``repeat_count`` times and
-    each index ``mini_repeat_count`` times in a row, as in TRL.
-    """
-
-    def __init__(
-        self,
-        groups: Sequence[str],
-        mini_repeat_count: int,
-        batch_size: int = 1,
-        repeat_count: int = 1,
-        shuffle: bool = True,
-        seed: int | None = 0,
-    ):
-        self.groups = list(groups)
-        self.mini_repeat_count = mini_repeat_count
-        self.batch_size = batch_size
-        self.repeat_count = repeat_count
-        self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
-
-    def _chunks(self) -> list[list[int]]:
-        chunks = []
-        labels = np.asarray(self.groups, dtype=object)
-        for name in dict.fromkeys(self.groups):
-            idx = np.flatnonzero(labels == name)
-            if self.shuffle:
-                idx = self.rng.permutation(idx)
-            for k in range(0, len(idx), self.batch_size):
-                chunk = idx[k : k + self.batch_size].tolist()
-                if len(chunk) < self.batch_size:
-                    fill = self.rng.choice(idx, size=self.batch_size - len(chunk), replace=len(idx) < self.batch_size)
-                    chunk += [int(i) for i in fill]
-                chunks.append(chunk)
-        if self.shuffle:
-            chunks = [chunks[i] for i in self.rng.permutation(len(chunks))]
-        return chunks
-
-    def __iter__(self):
-        for chunk in self._chunks():
-            for _ in range(self.repeat_count):
-                for index in chunk:
-                    for _ in range(self.mini_repeat_count):
-                        yield index
-
-    def __len__(self) -> int:
-        n_chunks = sum(-(-self.groups.count(g) // self.batch_size) for g in dict.fromkeys(self.groups))
-        return n_chunks * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 
 class VideoGRPOTrainer(GRPOTrainer):

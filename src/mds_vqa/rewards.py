@@ -7,7 +7,8 @@ z ≠ i of the same dataset in the batch::
     gt = 1 if MOS_i > MOS_z, 0 if MOS_i < MOS_z, 0.5 if equal
     r  = √(p·gt + ε) + √((1 − p)(1 − gt) + ε)
 
-and the reward is the mean of r over z. Decisions where the formula is silent (documented and tested):
+and the reward is the mean of r over z, with ε = 1e-6 (VisualQuality-R1's code). Decisions where the formula is
+silent (documented and tested):
 
 - an unparseable response gets the lowest reward, 0, and its score is left out of its prompt's μ and σ²;
 - a prompt whose responses all fail to parse cannot serve as a comparison z;
@@ -18,12 +19,16 @@ and the reward is the mean of r over z. Decisions where the formula is silent (d
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from scipy.stats import norm
 
 from .prompts import parse_score
@@ -41,7 +46,7 @@ __all__ = [
     "completion_text",
 ]
 
-THURSTONE_EPS = 1e-8
+THURSTONE_EPS = 1e-6  # VisualQuality-R1's
 NEUTRAL_REWARD = 0.5
 _FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 
@@ -120,6 +125,11 @@ def thurstone_rewards_detailed(
         block = {float(v) for v in mos_rows[i * num_generations : (i + 1) * num_generations]}
         if len(block) != 1:
             raise ValueError(f"Prompt {i}: the responses of one prompt carry different MOS {sorted(block)}")
+        block = set(group_rows[i * num_generations : (i + 1) * num_generations])
+        if len(block) != 1:
+            raise ValueError(
+                f"Prompt {i}: the responses of one prompt carry different groups {sorted(map(str, block))}"
+            )
     prompt_mos = np.asarray([float(mos_rows[i * num_generations]) for i in range(n_prompts)])
     prompt_group = [group_rows[i * num_generations] for i in range(n_prompts)]
     return _thurstone_core(list(s.reshape(n_prompts, num_generations)), prompt_mos, prompt_group, eps, neutral)
@@ -166,41 +176,55 @@ def format_reward(completions: Sequence[Any], **kwargs) -> list[float]:
     return [1.0 if _FORMAT_RE.fullmatch(completion_text(c)) else 0.0 for c in completions]
 
 
-def _consecutive_groups(keys: Sequence[Any]) -> list[int]:
-    """Lengths of the runs of equal consecutive keys."""
-    runs, prev = [], object()
-    for k in keys:
-        if runs and k == prev:
-            runs[-1] += 1
-        else:
-            runs.append(1)
-        prev = k
-    return runs
-
-
 def thurstone_reward(
     completions: Sequence[Any],
     mos: Sequence[float],
     dataset: Sequence[str] | None = None,
     video: Sequence[str] | None = None,
     log_metric: Callable[[str, float], None] | None = None,
+    *,
+    num_generations: int,
     **kwargs,
 ) -> list[float]:
-    """TRL-facing Thurstone reward: parses each completion with :func:`~mds_vqa.prompts.parse_score`, reads the
-    ``mos``/``dataset`` columns, and groups responses of one prompt by their ``video`` (consecutive rows of one video
-    are that prompt's generations). Logs the unparseable and lonely-prompt counts through TRL's ``log_metric``."""
-    scores = np.asarray([parse_score(completion_text(c)) for c in completions], dtype=float)
-    keys = list(video) if video is not None else list(range(len(completions)))
-    bounds = np.cumsum([0, *_consecutive_groups(keys)])
-    groups = [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    prompt_mos = np.asarray([float(mos[a]) for a in bounds[:-1]])
-    prompt_group = [dataset[a] if dataset is not None else None for a in bounds[:-1]]
-    res = _thurstone_core(groups, prompt_mos, prompt_group, THURSTONE_EPS, NEUTRAL_REWARD)
-    unparseable, lonely, rewards = res.unparseable, res.lonely_prompts, list(res)
+    """TRL-facing Thurstone reward; build it with ``get_reward_funcs(["thurstone"], num_generations=...)``.
+
+    TRL calls reward functions on each process's share of the generation batch, which may hold part of a prompt's
+    ``num_generations`` responses and never holds the prompts of the other processes. So the parsed scores
+    (:func:`~mds_vqa.prompts.parse_score`) and the ``mos``/``dataset``/``video`` columns are gathered from all
+    processes in process order (the order of TRL's gathered rewards, whose consecutive blocks of ``num_generations``
+    rows are the prompts), the rewards are computed on the whole batch with :func:`thurstone_rewards`, and this
+    process's slice is returned. Each block must carry one MOS, one dataset and one video (else a ``ValueError``, as
+    when the total is not a multiple of ``num_generations``: the bound value must be the trainer's, and TRL's
+    evaluation groups by ``num_generations_eval``). The unparseable fraction and the lonely-prompt count of the whole
+    batch go to TRL's ``log_metric`` (the same on every process, so TRL's average over processes reports them).
+    """
+    state = PartialState()
+    n_local = len(completions)
+    scores = [parse_score(completion_text(c)) for c in completions]
+    datasets = list(dataset) if dataset is not None else [None] * n_local
+    videos = list(video) if video is not None else [None] * n_local
+    local = list(zip(scores, [float(m) for m in mos], datasets, videos, strict=True))
+    per_process = gather_object([local])  # one list per process, in process order (no-op with one process)
+    rows = [row for part in per_process for row in part]
+    if len(rows) % num_generations:
+        raise ValueError(
+            f"thurstone_reward: {len(rows)} completions gathered from {len(per_process)} process(es) "
+            f"({[len(p) for p in per_process]}) is not a multiple of num_generations={num_generations}; the `mos`, "
+            "`dataset` and `video` fields must come one per completion, the responses of a prompt in consecutive rows."
+        )
+    g_scores, g_mos, g_datasets, g_videos = ([row[k] for row in rows] for k in range(4))
+    for i in range(0, len(rows), num_generations):
+        block = set(g_videos[i : i + num_generations])
+        if len(block) != 1:
+            raise ValueError(
+                f"thurstone_reward: prompt {i // num_generations} has responses of several videos {block}"
+            )
+    res = thurstone_rewards_detailed(g_scores, g_mos, num_generations, g_datasets)
     if log_metric is not None:
-        log_metric("thurstone/unparseable_frac", unparseable / max(1, len(completions)))
-        log_metric("thurstone/lonely_prompts", float(lonely))
-    return rewards
+        log_metric("thurstone/unparseable_frac", res.unparseable / max(1, len(rows)))
+        log_metric("thurstone/lonely_prompts", float(res.lonely_prompts))
+    offset = sum(len(p) for p in per_process[: state.process_index])
+    return list(res)[offset : offset + n_local]
 
 
 REWARD_FUNCS: dict[str, Callable[..., list[float]]] = {
@@ -209,9 +233,21 @@ REWARD_FUNCS: dict[str, Callable[..., list[float]]] = {
 }
 
 
-def get_reward_funcs(names: Sequence[str]) -> list[Callable[..., list[float]]]:
-    """Reward functions by name from :data:`REWARD_FUNCS`."""
+def get_reward_funcs(names: Sequence[str], num_generations: int | None = None) -> list[Callable[..., list[float]]]:
+    """Reward functions by name from :data:`REWARD_FUNCS`, as TRL's ``reward_funcs``.
+
+    Rewards that need the group size (``thurstone``) get ``num_generations`` bound (a ``functools.partial``: TRL logs
+    it under the function's name, ``rewards/thurstone_reward/mean``).
+    """
     unknown = [n for n in names if n not in REWARD_FUNCS]
     if unknown:
         raise ValueError(f"Unknown reward function(s) {unknown}; available: {sorted(REWARD_FUNCS)}")
-    return [REWARD_FUNCS[n] for n in names]
+    funcs = []
+    for name in names:
+        func = REWARD_FUNCS[name]
+        if "num_generations" in inspect.signature(func).parameters:
+            if num_generations is None or num_generations < 1:
+                raise ValueError(f"Reward {name!r} needs num_generations >= 1, got {num_generations}")
+            func = functools.partial(func, num_generations=num_generations)
+        funcs.append(func)
+    return funcs
