@@ -6,7 +6,10 @@ Usage:
 
 Decoding runs in DataLoader workers, frames of several videos share a forward pass, every process of
 ``accelerate launch`` takes its share of the pool, and results are saved as they come in ``work_dir``: run the same
-command again after a kill and only the missing videos are computed. Unreadable videos are listed and left null.
+command again after a kill and only the missing videos are computed (a resume with another model, tag, precision,
+backend or frame count is refused). Unreadable videos are listed and left null; a run whose first
+``--max_initial_failures`` videos all fail stops. On CPU, ``ACCELERATE_USE_CPU=1`` runs data-parallel processes with
+gloo.
 The released MDS-VQA code used every frame with CLIP RN101: ``--model_name RN101 --pretrained openai
 --num_frames all`` (add ``--precision fp16`` on GPU to match its fp16 CLIP).
 """
@@ -21,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerate import PartialState
 from datasets import load_from_disk
 from trl import TrlParser
 
@@ -35,7 +37,8 @@ from mds_vqa.features import (
     parse_num_frames,
 )
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
-from mds_vqa.resumable import load_failures
+from mds_vqa.log import setup_logging
+from mds_vqa.resumable import InitialFailuresError, data_parallel_state, gather_summaries, load_failures
 
 logger = logging.getLogger("mds_vqa.extract_features")
 
@@ -70,6 +73,10 @@ class ExtractFeaturesArguments:
     id_column: str = field(default="video_id", metadata={"help": "Column naming each video."})
     strict: bool = field(default=False, metadata={"help": "Stop at the first unreadable video instead of skipping."})
     retry_failures: bool = field(default=False, metadata={"help": "Retry videos recorded as unreadable before."})
+    max_initial_failures: int | None = field(
+        default=8,
+        metadata={"help": "Stop when this many videos fail to read before one succeeds (0 or null: never)."},
+    )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
 
@@ -77,17 +84,21 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
     """Extract this process's share; the main process then merges every shard, saves the pool and (when ``hub_args``
     asks) stages/pushes it with a dataset card. Returns the output folder on the main process (``None`` on the
     others)."""
+    # every check runs on every process before the first collective, so a bad argument stops all of them (the
+    # work dir's configuration is checked by every process in extract_features, before the next collective)
     if hub_args is not None:
         hub_args.check("dataset")  # a push without a repo id fails now, not after the extraction
-    state = PartialState()
     out = Path(args.output_dir)
     work_dir = Path(args.work_dir or f"{args.output_dir.rstrip('/')}.work")
     if out.resolve() == Path(args.pool_path).resolve():
         raise ValueError("output_dir must differ from pool_path (a Dataset cannot be overwritten while it is read).")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
+    if args.max_initial_failures is not None and args.max_initial_failures < 0:
+        raise ValueError(f"max_initial_failures must be >= 0 or null, got {args.max_initial_failures}")
     num_frames = parse_num_frames(args.num_frames)
     pool = load_from_disk(args.pool_path)
+    state = data_parallel_state()
     model, preprocess = load_open_clip(args.model_name, args.pretrained, device=state.device, precision=args.precision)
     run_config = {
         "model_name": args.model_name,
@@ -115,6 +126,7 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
         id_column=args.id_column,
         strict=args.strict,
         retry_failures=args.retry_failures,
+        max_initial_failures=args.max_initial_failures,
         run_config=run_config,
     )
     logger.info(
@@ -126,7 +138,7 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
         summary.failed,
         summary.seconds,
     )
-    state.wait_for_everyone()
+    totals = gather_summaries(summary)  # a collective: every process reports, the main one sums
     if not state.is_main_process:
         return None
     ds, missing = merge_features(pool, work_dir, column=args.features_column)
@@ -141,13 +153,19 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
         "dim": dim,
         "column": args.features_column,
         "missing": missing,
+        "computed_this_run": totals["computed"],
+        "skipped_already_done": totals["skipped_done"],
+        "unreadable_this_run": totals["failed"],
+        "processes": totals["processes"],
     }
     (out / "feature_extraction.json").write_text(json.dumps(meta, indent=2))
     failures = load_failures(work_dir)
     print(
         f"Saved {len(ds)} videos with {args.features_column!r} ({num_frames} frames x {dim}, {args.model_name}"
         f"{'/' + args.pretrained if args.pretrained and ':' not in args.model_name else ''}) -> {out} "
-        f"in {time.perf_counter() - start:.1f} s; {len(missing)} without features."
+        f"in {time.perf_counter() - start:.1f} s; {len(missing)} without features; this run: {totals['computed']} "
+        f"computed, {totals['skipped_done']} already done, {totals['failed']} unreadable over {state.num_processes} "
+        "process(es)."
     )
     for rec in failures[:20]:
         print(f"  unreadable: {rec['id']} (row {rec['_index']}): {rec['reason']}")
@@ -158,12 +176,17 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
     return out
 
 
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
+    return TrlParser((ExtractFeaturesArguments, HubArguments))
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser((ExtractFeaturesArguments, HubArguments))
+    setup_logging()
+    parser = make_parser()
     script_args, hub_arguments = parser.parse_args_and_config()
     try:
         main(script_args, hub_arguments)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, HubPushError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, InitialFailuresError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -93,7 +93,7 @@ def main(
     )
     trainer = VideoGRPOTrainer(
         model=model,
-        reward_funcs=get_reward_funcs(script_args.reward_funcs),
+        reward_funcs=get_reward_funcs(script_args.reward_funcs, num_generations=training_args.num_generations),
         args=training_args,
         train_dataset=train,
         processing_class=processor,

@@ -6,13 +6,16 @@ Usage:
         --adapter outputs/g --task difficulty --score_column difficulty
 
 Batched, data-parallel under ``accelerate`` (each process scores every n-th video), resumable (results are written in
-shards to ``work_dir`` as they come; a re-run after a kill skips what is done), with a progress bar. An undecodable
-video is recorded with its reason and skipped (``--strict true`` stops instead). Parse failures of generated answers
-are NaN and counted.
+shards to ``work_dir`` as they come; a re-run after a kill skips what is done), with a progress bar. The settings the
+scores depend on (model, adapter, prompt, mode, sampling, the pool) are saved in ``work_dir``: a resume with other
+settings is refused instead of mixing two runs. An undecodable video is recorded with its reason and skipped
+(``--strict true`` stops instead; so does a run whose first ``--max_initial_failures`` videos all fail). Parse failures
+of generated answers are NaN and counted. On CPU, ``ACCELERATE_USE_CPU=1`` runs data-parallel processes with gloo.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -21,14 +24,23 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from accelerate import PartialState
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 from trl import TrlParser
 
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
+from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
-from mds_vqa.resumable import ResumableRun, load_failures, merge_results
+from mds_vqa.resumable import (
+    InitialFailuresError,
+    ResumableRun,
+    check_run_config,
+    data_parallel_state,
+    gather_summaries,
+    load_failures,
+    merge_results,
+)
 from mds_vqa.scoring import ScoringConfig, score_videos
 from mds_vqa.video import VideoReadError
 
@@ -52,6 +64,10 @@ class ScoreScriptArguments:
     work_dir: str | None = field(default=None, metadata={"help": "Shard folder (default: <output_dir>.work)."})
     strict: bool = field(default=False, metadata={"help": "Stop at the first unreadable video."})
     retry_failures: bool = field(default=False, metadata={"help": "Retry videos that failed in an earlier run."})
+    max_initial_failures: int | None = field(
+        default=8,
+        metadata={"help": "Stop when this many videos fail to read before one is scored (0 or null: never)."},
+    )
     keep_work_dir: bool = field(default=False, metadata={"help": "Keep the shards after the merge."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
@@ -65,20 +81,27 @@ def main(
     """Score the pool; return the run summary (also written to ``<output_dir>/scoring_summary.json``). The scored
     pool is then staged (and pushed) with its dataset card when ``hub_args`` asks for it."""
     hub_args = hub_args or HubArguments()
+    # every check runs on every process before the first collective, so a bad argument stops all of them
     hub_args.check("dataset")
-    state = PartialState()
     out = Path(script_args.output_dir)
     if out.resolve() == Path(script_args.dataset_path).resolve():
         raise ValueError("output_dir must differ from dataset_path (a Dataset cannot be saved over itself).")
-    if state.is_main_process and out.exists() and any(out.iterdir()) and not script_args.overwrite:
+    if out.exists() and any(out.iterdir()) and not script_args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
-    work_dir = Path(script_args.work_dir or f"{script_args.output_dir}.work")
+    if script_args.max_initial_failures is not None and script_args.max_initial_failures < 0:
+        raise ValueError(f"max_initial_failures must be >= 0 or null, got {script_args.max_initial_failures}")
+    work_dir = Path(script_args.work_dir or f"{script_args.output_dir.rstrip('/')}.work")
 
     pool = load_from_disk(script_args.dataset_path)
     if script_args.split is not None:
         pool = pool.filter(lambda s: s == script_args.split, input_columns="split", desc=f"split={script_args.split}")
         if len(pool) == 0:
             raise ValueError(f"No row of {script_args.dataset_path} has split {script_args.split!r}.")
+    run_config = _run_config(script_args, scoring, sampling, pool)
+    check_run_config(work_dir, run_config, write=False, what="scores")
+    state = data_parallel_state()
+    if state.is_main_process:
+        check_run_config(work_dir, run_config, write=True, what="scores")
     model, processor = load_model_and_processor(
         script_args.model_name_or_path,
         adapter=script_args.adapter,
@@ -107,11 +130,11 @@ def main(
         strict=script_args.strict,
         skip_exceptions=(VideoReadError,),
         retry_failures=script_args.retry_failures,
+        max_initial_failures=script_args.max_initial_failures,
         desc=f"scoring ({scoring.mode}, {scoring.task})",
     )
     rows = pool.select_columns(["video_id", "video"])
-    summary = run.run(rows)
-    state.wait_for_everyone()
+    totals = gather_summaries(run.run(rows))  # a collective: every process reports, the main one sums
     result: dict = {}
     if state.is_main_process:
         scored, missing = merge_results(pool, work_dir)
@@ -132,9 +155,11 @@ def main(
             ],
             "not_scored": len(missing) - len(failures),
             "nan_scores": nan_scores,
-            "computed_this_run_by_main_process": summary.computed,
-            "skipped_already_done_by_main_process": summary.skipped_done,
-            "seconds_main_process": round(summary.seconds, 3),
+            "computed_this_run": totals["computed"],
+            "skipped_already_done": totals["skipped_done"],
+            "unreadable_this_run": totals["failed"],
+            "seconds": totals["seconds"],
+            "processes": totals["processes"],
             "scoring": asdict(scoring),
             "sampling": asdict(sampling),
         }
@@ -163,14 +188,41 @@ def main(
     return result
 
 
+def _run_config(
+    script_args: ScoreScriptArguments, scoring: ScoringConfig, sampling: VideoSamplingConfig, pool: Dataset
+) -> dict[str, Any]:
+    """What the scores of a run depend on, saved in its work dir: a resume with other values is refused. The pool is
+    identified by its rows (``video_id`` and ``video`` in order), since shards are merged by row index."""
+    digest = hashlib.sha256()
+    for video_id, video in zip(pool["video_id"], pool["video"]):
+        digest.update(f"{video_id}\0{video}\n".encode())
+    return {
+        "model_name_or_path": script_args.model_name_or_path,
+        "adapter": script_args.adapter,
+        "dtype": script_args.dtype,
+        "score_column": script_args.score_column,
+        "split": script_args.split,
+        "prompt": scoring.prompt,
+        **{f"scoring.{k}": v for k, v in asdict(scoring).items()},
+        **{f"sampling.{k}": v for k, v in asdict(sampling).items()},
+        "pool_size": len(pool),
+        "pool_rows_sha256": digest.hexdigest(),
+    }
+
+
+def make_parser() -> TrlParser:
+    """The recipe's parser: YAML via ``--config``, CLI flags override it."""
+    return TrlParser((ScoreScriptArguments, ScoringConfig, VideoSamplingConfig, HubArguments))
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = TrlParser((ScoreScriptArguments, ScoringConfig, VideoSamplingConfig, HubArguments))
+    setup_logging()
+    parser = make_parser()
     script_args, scoring_config, sampling_config, hub_arguments = parser.parse_args_and_config()
     start = time.perf_counter()
     try:
         main(script_args, scoring_config, sampling_config, hub_arguments)
-    except (FileExistsError, FileNotFoundError, ValueError, VideoReadError, HubPushError) as err:
+    except (FileExistsError, FileNotFoundError, ValueError, VideoReadError, InitialFailuresError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     logger.info("done in %.1f s", time.perf_counter() - start)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import load_recipe
 
 CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"

@@ -1,5 +1,6 @@
 """Recipes launched the way users launch them: `accelerate launch` with the repository's configs, on CPU."""
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from mds_vqa.data import POOL_FEATURES
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 SMALL = ["--resized_height", "56", "--resized_width", "56"]
+# Two data-parallel CPU processes, launched as a user launches them (accelerate_configs/cpu.yaml explains its type);
+# port 0: any free port, so parallel runs on one machine do not collide.
+TWO_CPU_PROCESSES = [ACCELERATE, "launch", "--config_file", "accelerate_configs/cpu.yaml", "--main_process_port", "0"]
 
 
 def _env(**extra):
@@ -63,22 +67,14 @@ def test_scoring_with_two_processes_equals_scoring_with_one(tmp_path, tiny_model
         "2",
         *SMALL,
     ]
-    _run(
-        [
-            ACCELERATE,
-            "launch",
-            "--config_file",
-            "accelerate_configs/cpu.yaml",
-            *common,
-            "--output_dir",
-            str(tmp_path / "ddp"),
-        ],
-        _env(ACCELERATE_USE_CPU="1"),
-    )
+    _run([*TWO_CPU_PROCESSES, *common, "--output_dir", str(tmp_path / "ddp")], _env(ACCELERATE_USE_CPU="1"))
     _run([sys.executable, *common, "--output_dir", str(tmp_path / "single")], _env())
     ddp, single = load_from_disk(str(tmp_path / "ddp")), load_from_disk(str(tmp_path / "single"))
     assert ddp["video_id"] == single["video_id"]
     assert ddp["score"] == pytest.approx(single["score"], abs=1e-5)
+    summary = json.loads((tmp_path / "ddp" / "scoring_summary.json").read_text())
+    # totals gathered from both processes, each having scored its half
+    assert [p["computed"] for p in summary["processes"]] == [3, 3] and summary["computed_this_run"] == len(rows)
 
 
 @pytest.mark.slow
@@ -164,3 +160,28 @@ def test_grpo_finetune_runs_under_deepspeed_zero2_on_cpu(tmp_path, tiny_model_di
     assert (out / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed ZeRO checkpoint
     base, _ = load_model_and_processor(tiny_model_dir, dtype="float32")
     PeftModel.from_pretrained(base, str(out))
+
+
+def test_a_bad_argument_stops_every_process_of_a_data_parallel_score_run(tmp_path, tiny_model_dir, video_dir):
+    _, rows = video_dir
+    pool = _pool(tmp_path / "pool", rows[:2])
+    taken = tmp_path / "scored"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("an earlier result")
+    cmd = [
+        *TWO_CPU_PROCESSES,
+        "recipes/score.py",
+        "--dataset_path",
+        str(pool),
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--output_dir",
+        str(taken),
+        *SMALL,
+    ]
+    # no --overwrite: every process refuses before the first collective, none is left waiting at a barrier
+    run = subprocess.run(cmd, cwd=REPO, env=_env(ACCELERATE_USE_CPU="1"), capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    assert f"{taken} exists and is not empty; pass --overwrite true" in output
+    assert (taken / "keep.txt").read_text() == "an earlier result" and not Path(f"{taken}.work").exists()

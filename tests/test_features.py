@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_recipe
-from datasets import Dataset, load_dataset, load_from_disk
+from datasets import Dataset, load_from_disk
 
 from mds_vqa.features import (
     FEATURES_COLUMN,
@@ -23,6 +23,7 @@ from mds_vqa.features import (
     parse_num_frames,
     save_open_clip,
 )
+from mds_vqa.loading import load_pool
 from mds_vqa.resumable import load_failures
 from mds_vqa.testing import Distortion, make_video_pool, register_tiny_open_clip
 from mds_vqa.video import read_frames
@@ -226,21 +227,23 @@ def test_extract_then_select_recipes_write_features_subset_and_report(assets, tm
     select.main(args, HubArguments(stage_dir=str(tmp_path / "staged")))
     card = (tmp_path / "staged" / "README.md").read_text()
     assert card.startswith("---") and "| Frames per video | 4 |" in card and "| Strategy | `mds`" in card
-    assert load_dataset(str(tmp_path / "staged"), split="train")["video_id"] == subset["video_id"]
+    assert load_pool(tmp_path / "staged")["video_id"] == subset["video_id"]
 
 
 @pytest.mark.slow
 def test_accelerate_launch_with_two_processes_survives_a_hard_kill(assets, tmp_path):
-    """The recipe under `accelerate launch` on 2 CPU processes, killed with SIGKILL after its first shard, then
-    resumed: every readable video ends up with features, computed once."""
-    import signal
+    """The recipe under `accelerate launch` on 2 CPU processes, killed with SIGKILL (launcher and workers) after its
+    first shard, then resumed: every readable video ends up with features, computed once, by both processes."""
     import subprocess
     import time
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "recipes" / "extract_features.py"),
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" / "cpu.yaml"),
+        "--main_process_port", "0", str(ROOT / "recipes" / "extract_features.py"),
         "--pool_path", assets["pool_path"], "--output_dir", str(tmp_path / "out"), "--model_name", assets["model_name"],
         "--num_frames", "4", "--num_workers", "1", "--batch_size", "1", "--flush_every", "1",
     ]  # fmt: skip
@@ -250,7 +253,9 @@ def test_accelerate_launch_with_two_processes_survives_a_hard_kill(assets, tmp_p
     while time.time() < deadline and not list(work.glob("shard-*.parquet")) and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
+    launcher = psutil.Process(proc.pid)
+    for p in [launcher, *launcher.children(recursive=True)]:  # torchrun's workers live in their own groups
+        p.kill()
     proc.wait()
     first = len(list(work.glob("shard-*.parquet")))
     # killed after its first shard and before the merge (under load it may have finished every video by then)
@@ -259,4 +264,6 @@ def test_accelerate_launch_with_two_processes_survives_a_hard_kill(assets, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     ds = load_from_disk(str(tmp_path / "out"))
     assert missing_feature_rows(ds) == [NUM_VIDEOS - 1]
-    assert len(list(work.glob("shard-*.parquet"))) == NUM_VIDEOS - 1  # one shard per video: none computed twice
+    shards = list(work.glob("shard-*.parquet"))
+    assert len(shards) == NUM_VIDEOS - 1  # one shard per video: none computed twice
+    assert {p.name.split("-")[1] for p in shards} == {"00000", "00001"}  # both processes took their share

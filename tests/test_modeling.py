@@ -7,6 +7,7 @@ import torch
 from mds_vqa.modeling import (
     VideoSamplingConfig,
     build_messages,
+    fetch_videos,
     freeze_vision_tower,
     load_model_and_processor,
     lora_config,
@@ -110,6 +111,32 @@ def test_unreadable_video_raises_video_read_error_naming_the_file(model_and_proc
     bad.write_bytes(b"\x00" * 2048)
     with pytest.raises(VideoReadError, match="broken.mp4"):
         prepare_inputs(processor, [str(bad)], SCORING_PROMPT, SMALL)
+
+
+@pytest.mark.parametrize(
+    ("content", "cause"),
+    [(b"", "file is empty"), (b"these are notes, not a video\n" * 20, "could not open the file")],
+    ids=["empty", "text"],
+)
+def test_a_broken_file_gives_the_real_cause_chained_from_qwen_vl_utils(tmp_path, content, cause):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(VideoReadError, match=f"clip.mp4: .*{cause}") as info:
+        fetch_videos([build_messages(str(bad), SCORING_PROMPT, SMALL)])
+    assert info.value.path == str(bad) and "qwen-vl-utils:" in info.value.cause
+    assert info.value.__cause__ is not None and not isinstance(info.value.__cause__, VideoReadError)
+
+
+def test_a_non_decoding_error_of_qwen_vl_utils_propagates_as_itself(video_file, monkeypatch):
+    import qwen_vl_utils
+
+    def wrong_argument(conversation, **kwargs):
+        raise TypeError("process_vision_info() got an unexpected keyword argument 'fps_mode'")
+
+    monkeypatch.setattr(qwen_vl_utils, "process_vision_info", wrong_argument)
+    with pytest.raises(TypeError, match="fps_mode") as info:
+        fetch_videos([build_messages(video_file, SCORING_PROMPT, SMALL)])
+    assert type(info.value) is TypeError  # the readable file is not recorded as unreadable
 
 
 def test_lora_targets_every_language_model_linear_layer_and_no_vision_layer(model_and_processor):

@@ -1,18 +1,24 @@
 """The whole loop, as README's main command runs it (smallest sizes)."""
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
 from conftest import load_recipe
-from datasets import load_dataset, load_from_disk
+from datasets import load_from_disk
 
 
 @pytest.mark.slow
 def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypatch):
+    """Two rounds end to end; a re-run skips everything; a new λ re-runs exactly the stages it invalidates."""
+    import yaml
     from peft import PeftModel
 
+    from mds_vqa.loading import load_pool
     from mds_vqa.modeling import load_model_and_processor
+    from mds_vqa.pipeline import Pipeline, PipelineConfig
 
     monkeypatch.chdir(tmp_path)
     demo = load_recipe("demo")
@@ -51,8 +57,8 @@ def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypat
     assert card.startswith("---") and "grpo" in card
     selection_card = (run / "hub" / "selection" / "README.md").read_text()
     assert str(run / "round_2" / "g") in selection_card and "| Frames per video | 4 |" in selection_card
-    staged = load_dataset(str(run / "hub" / "selection"))
-    assert staged["train"].num_rows == len(second)
+    staged = load_pool(run / "hub" / "selection")  # by its files: a same-named folder staged before cannot leak in
+    assert staged.num_rows == len(second)
     stages = {t["stage"]: t for t in summary["stages"]}
     assert all(not t["skipped"] for t in summary["stages"]) and "r2_finetune" in stages
 
@@ -60,3 +66,97 @@ def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypat
     again = demo.main(args)
     assert again["stages"] and all(t["skipped"] for t in again["stages"])
     assert Path(again["report_dir"]) == run / "report"
+
+    # a new λ re-runs the selection and everything downstream of it, nothing upstream (one round and one strategy
+    # keep this short: round 1's stages have the same arguments in a one-round run)
+    config = yaml.safe_load((tmp_path / "demo" / "pipeline.yaml").read_text())
+    config.update(lam=0.0, rounds=1, strategies=["mds"], stage_hub=False)
+    changed = Pipeline(PipelineConfig(**config)).run()
+    now = {t["stage"]: t for t in changed["stages"]}
+    upstream = ["base_score_source", "base_score_target", "target_train_unlabelled", "features"]
+    upstream += ["r1_failure_predictor", "r1_unlabelled", "r1_difficulty", "r1_candidates"]
+    assert all(now[s]["skipped"] and now[s]["key"] == stages[s]["key"] for s in upstream)
+    assert now["r1_select_mds"]["reason"] == "arguments changed: lam 0.25 -> 0.0"
+    downstream = {
+        "r1_annotate": "input r1_select_mds changed",
+        "r1_finetune": "input r1_annotate changed",
+        "r1_score_source_test": "input r1_finetune changed",
+        "r1_score_target_test": "input r1_finetune changed",
+    }
+    for stage, reason in {"r1_select_mds": None, **downstream}.items():
+        assert not now[stage]["skipped"] and now[stage]["key"] != stages[stage]["key"], stage
+        assert reason is None or now[stage]["reason"] == reason, (stage, now[stage]["reason"])
+    assert "input r1_select_mds changed" in now["evaluate"]["reason"]
+    # λ = 0 leaves g alone: the mds picks are now the top-g picks, and they are what was annotated
+    picked = sorted(load_from_disk(str(run / "round_1" / "selection" / "mds"))["video_id"])
+    assert picked == sorted(load_from_disk(str(run / "round_1" / "selection" / "difficulty"))["video_id"])
+    assert sorted(load_from_disk(str(run / "round_1" / "labelled"))["video_id"]) == picked
+    report = json.loads((run / "report" / "summary.json").read_text())
+    assert report["config"]["lam"] == 0.0
+    assert {t["stage"]: t["key"] for t in report["stages"]} == {s: t["key"] for s, t in now.items()}
+    table = json.dumps(json.loads((run / "report" / "correlation_table.json").read_text()))
+    assert "base+mds" in table and "round 2" not in table  # the report is the new run's
+    assert "re-run: arguments changed: lam 0.25 -> 0.0" in (run / "report" / "README.md").read_text()
+
+
+# ------------------------------------------------------------------ resume keys (in-process stages, no model)
+
+
+def _two_stages(tmp_path, x: int, calls: list[str]) -> dict:
+    """A pipeline of two in-process stages: ``a`` writes ``x``, ``b`` copies what ``a`` wrote; returns the stages."""
+    from mds_vqa.pipeline import Pipeline, PipelineConfig
+
+    pipe = Pipeline(PipelineConfig(output_dir=str(tmp_path / "run"), source_pool="source", target_pool="target"))
+    a_out, b_out = pipe.out / "a.txt", pipe.out / "b"
+
+    def a():
+        calls.append("a")
+        a_out.write_text(str(x))
+
+    def b():
+        calls.append("b")
+        b_out.mkdir()  # raises if a stale output was left in place
+        (b_out / "copy.txt").write_text(a_out.read_text())
+
+    pipe.step("a", a_out, a, params={"x": x})
+    pipe.step("b", b_out, b, params={"source": str(a_out)})
+    pipe.step("c", pipe.out / "c.txt", lambda: calls.append("c") or (pipe.out / "c.txt").write_text("c"), params={})
+    return {t["stage"]: t for t in pipe.timings}
+
+
+def test_a_stage_is_skipped_only_while_its_arguments_and_inputs_are_unchanged(tmp_path, caplog):
+    calls: list[str] = []
+    first = _two_stages(tmp_path, 1, calls)
+    assert calls == ["a", "b", "c"] and not any(t["skipped"] for t in first.values())
+    marker = json.loads((tmp_path / "run" / "state" / "b.json").read_text())
+    assert marker["key"] == first["b"]["key"] and marker["inputs"] == {"a": first["a"]["key"]}
+    assert marker["args"] == {"source": str(tmp_path / "run" / "a.txt")}
+
+    calls.clear()
+    again = _two_stages(tmp_path, 1, calls)
+    assert calls == [] and all(t["skipped"] for t in again.values())
+    assert {k: t["key"] for k, t in again.items()} == {k: t["key"] for k, t in first.items()}
+
+    calls.clear()
+    with caplog.at_level(logging.INFO, logger="mds_vqa.pipeline"):
+        changed = _two_stages(tmp_path, 2, calls)
+    assert calls == ["a", "b"] and changed["c"]["skipped"]  # a and what reads it; c is independent
+    assert changed["a"]["reason"] == "arguments changed: x 1 -> 2"
+    assert changed["b"]["reason"] == "input a changed" and changed["b"]["key"] != first["b"]["key"]
+    assert "[rerun] a: arguments changed: x 1 -> 2" in caplog.text and "[rerun] b: input a changed" in caplog.text
+    assert (tmp_path / "run" / "b" / "copy.txt").read_text() == "2"
+
+    calls.clear()
+    shutil.rmtree(tmp_path / "run" / "b")
+    gone = _two_stages(tmp_path, 2, calls)
+    assert calls == ["b"] and gone["b"]["reason"] == f"its output {tmp_path / 'run' / 'b'} is missing"
+
+
+def test_a_marker_without_a_key_is_not_trusted(tmp_path):
+    calls: list[str] = []
+    _two_stages(tmp_path, 1, calls)
+    (tmp_path / "run" / "state" / "a.json").write_text(json.dumps({"seconds": 1.0, "output": "a.txt"}))  # old format
+    calls.clear()
+    stages = _two_stages(tmp_path, 1, calls)
+    assert calls == ["a"] and stages["a"]["reason"] == "its marker records no key (written by an older version)"
+    assert stages["b"]["skipped"]  # a's key did not change: what reads it is still valid

@@ -3,7 +3,17 @@ import json
 import pytest
 from datasets import Dataset
 
-from mds_vqa.resumable import INDEX_COLUMN, ResumableRun, load_failures, load_results, merge_results
+from mds_vqa.resumable import (
+    INDEX_COLUMN,
+    RUN_CONFIG_FILE,
+    InitialFailuresError,
+    ResumableRun,
+    RunConfigError,
+    check_run_config,
+    load_failures,
+    load_results,
+    merge_results,
+)
 from mds_vqa.video import VideoReadError
 
 
@@ -118,3 +128,41 @@ def test_merge_refuses_results_from_a_bigger_pool(tmp_path):
     with pytest.raises(RuntimeError, match="pool has 3 rows"):
         merge_results(Dataset.from_list(_rows(3)), tmp_path)
     assert json.dumps(load_failures(tmp_path)) == "[]"
+
+
+def _unreadable(rows):
+    raise VideoReadError(f"/mnt/videos/{rows[0]['video_id']}.mp4", "file does not exist")
+
+
+def test_a_run_whose_first_items_all_fail_stops_and_keeps_their_failures(tmp_path):
+    with pytest.raises(InitialFailuresError, match="first 3 items") as info:
+        ResumableRun(tmp_path, _unreadable, batch_size=2, max_initial_failures=3).run(_rows(10))
+    assert "v0 (row 0): VideoReadError: Cannot read video /mnt/videos/v0.mp4: file does not exist" in str(info.value)
+    assert "retry_failures" in str(info.value) and len(info.value.failures) == 3
+    assert [f[INDEX_COLUMN] for f in load_failures(tmp_path)] == [0, 1, 2]  # on disk, as they happened
+
+
+def test_failures_after_a_success_or_with_the_guard_off_do_not_stop_the_run(tmp_path):
+    def read(rows):
+        if rows[0]["x"] != 0:
+            raise VideoReadError(f"/data/{rows[0]['video_id']}.mp4", "moov atom not found")
+        return [{"y": 0.0}]
+
+    summary = ResumableRun(tmp_path / "a", read, batch_size=1, max_initial_failures=2).run(_rows(6))
+    assert (summary.computed, summary.failed) == (1, 5)
+    summary = ResumableRun(tmp_path / "b", _unreadable, batch_size=1, max_initial_failures=None).run(_rows(6))
+    assert (summary.computed, summary.failed) == (0, 6)
+    with pytest.raises(ValueError, match="max_initial_failures"):
+        ResumableRun(tmp_path, read, max_initial_failures=-1)
+
+
+def test_a_work_dir_refuses_a_resume_with_another_configuration(tmp_path):
+    check_run_config(tmp_path, {"model": "a", "frames": (4, 8)}, write=False)
+    assert not (tmp_path / RUN_CONFIG_FILE).exists()  # only the main process writes
+    check_run_config(tmp_path, {"model": "a", "frames": (4, 8)}, write=True)
+    check_run_config(tmp_path, {"frames": [4, 8], "model": "a"}, write=False)  # the same, as read back from JSON
+    with pytest.raises(RunConfigError) as info:
+        check_run_config(tmp_path, {"model": "b", "frames": [4, 8], "adapter": "g"}, write=False)
+    message = str(info.value)
+    assert "model: 'a' -> 'b'" in message and "adapter: None -> 'g'" in message and "frames" not in message
+    assert f"Delete {tmp_path} to start over, or pass another work_dir" in message

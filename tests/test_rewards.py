@@ -223,9 +223,7 @@ def test_a_prompt_split_across_two_processes_gets_the_single_process_rewards(tmp
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
     env.update(ACCELERATE_USE_CPU="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     accelerate = str(Path(sys.executable).parent / "accelerate")
-    # `--multi_gpu` makes accelerate 1.15 spawn the config's 2 processes (torchrun; gloo on CPU); with the config alone
-    # (distributed_type MULTI_CPU) it runs a single process and leaves the spawning to mpirun
-    config = ["--config_file", "accelerate_configs/cpu.yaml", "--multi_gpu"]
+    config = ["--config_file", "accelerate_configs/cpu.yaml", "--main_process_port", "0"]
     cmd = [accelerate, "launch", *config, str(tmp_path / "rank.py")]
     run = subprocess.run(
         [*cmd, str(tmp_path / "batch.json"), str(tmp_path / "out.json")],

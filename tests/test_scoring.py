@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import pytest
 import torch
@@ -147,7 +148,11 @@ def test_score_recipe_resumes_after_a_kill_without_recomputing_or_losing_anythin
     )
     summary = score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
     assert sorted(seen) == sorted(r["video"] for r in rows[4:])  # only the rest
-    assert summary["scored"] == len(rows) and summary["skipped_already_done_by_main_process"] == 4
+    assert summary["scored"] == len(rows) and summary["skipped_already_done"] == 4
+    assert summary["computed_this_run"] == len(rows) - 4
+    assert summary["processes"] == [
+        {"process_index": 0, "computed": len(rows) - 4, "skipped_done": 4, "failed": 0, "seconds": summary["seconds"]}
+    ]
 
     fresh = score_recipe.main(_args(tmp_path, tiny_model_dir, "fresh"), ScoringConfig(), SMALL)
     assert fresh["scored"] == len(rows)
@@ -155,6 +160,44 @@ def test_score_recipe_resumes_after_a_kill_without_recomputing_or_losing_anythin
     assert resumed["score"] == pytest.approx(clean["score"], abs=1e-5)
     assert resumed["video_id"] == [r["video_id"] for r in rows]
     assert not (tmp_path / "scored.work").exists()  # shards removed once merged
+
+
+def test_score_recipe_refuses_to_resume_with_another_model_or_prompt(tmp_path, tiny_model_dir, video_dir, monkeypatch):
+    from mds_vqa.resumable import RunConfigError
+
+    _, rows = video_dir
+    _pool(tmp_path, rows)
+    real = score_recipe.score_videos
+    batches: list[list[str]] = []
+
+    def interrupted(model, processor, videos, *a, **kw):
+        if batches:
+            raise KeyboardInterrupt  # killed during the second batch
+        batches.append(list(videos))
+        return real(model, processor, videos, *a, **kw)
+
+    monkeypatch.setattr(score_recipe, "score_videos", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
+    work = tmp_path / "scored.work"
+    shards = sorted(work.glob("shard-*.parquet"))
+    assert len(batches) == 1 and shards
+
+    other_model = str(shutil.copytree(tiny_model_dir, tmp_path / "another_model"))
+    with pytest.raises(RunConfigError) as info:
+        score_recipe.main(_args(tmp_path, other_model, "scored"), ScoringConfig(), SMALL)
+    message = str(info.value)
+    assert f"model_name_or_path: '{tiny_model_dir}' -> '{other_model}'" in message
+    assert f"Delete {work} to start over, or pass another work_dir" in message
+    with pytest.raises(RunConfigError, match="scoring.task: 'scoring' -> 'difficulty'"):
+        score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(task="difficulty"), SMALL)
+    assert sorted(work.glob("shard-*.parquet")) == shards and len(batches) == 1  # nothing was scored or mixed in
+    monkeypatch.setattr(score_recipe, "score_videos", real)
+
+    summary = score_recipe.main(
+        _args(tmp_path, other_model, "other", work_dir=str(tmp_path / "w2")), ScoringConfig(), SMALL
+    )
+    assert summary["computed_this_run"] == len(rows)  # another work_dir starts afresh
 
 
 def test_score_recipe_records_an_unreadable_video_and_scores_the_rest(tmp_path, tiny_model_dir, video_dir):

@@ -15,7 +15,6 @@ memory-mapped Arrow file).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ import torch
 from datasets import Dataset, concatenate_datasets
 from datasets.features.features import Array2DExtensionType
 
-from .resumable import INDEX_COLUMN, ResumableRun, RunSummary, load_failures, load_results
+from .resumable import INDEX_COLUMN, ResumableRun, RunSummary, check_run_config, load_failures, load_results
 from .video import VideoReadError, read_frames
 
 logger = logging.getLogger(__name__)
@@ -223,27 +222,6 @@ class FrameEncoder:
         return results
 
 
-def _check_run_config(work_dir: Path, config: dict[str, Any], write: bool) -> None:
-    path = work_dir / RUN_CONFIG_FILE
-    if path.exists():
-        found = json.loads(path.read_text())
-        if found != config:
-            diff = {
-                k: (found.get(k), config.get(k))
-                for k in sorted(set(found) | set(config))
-                if found.get(k) != config.get(k)
-            }
-            raise ValueError(
-                f"{work_dir} holds features computed with another configuration (saved, now): {diff}. "
-                "Use another work_dir, or delete it to start over."
-            )
-    elif write:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-        os.replace(tmp, path)
-
-
 def extract_features(
     ds: Dataset,
     work_dir: str | os.PathLike,
@@ -264,6 +242,7 @@ def extract_features(
     id_column: str = "video_id",
     strict: bool = False,
     retry_failures: bool = False,
+    max_initial_failures: int | None = 8,
     run_config: dict[str, Any] | None = None,
     progress: bool | None = None,
 ) -> RunSummary:
@@ -281,8 +260,10 @@ def extract_features(
         flush_every: videos buffered before a shard is written (a hard kill loses at most that many).
         strict: stop on the first unreadable video instead of recording and skipping it.
         retry_failures: try again the videos an earlier run recorded as unreadable.
+        max_initial_failures: stop (:class:`~mds_vqa.resumable.InitialFailuresError`) when this many videos fail
+            to read before one succeeds (``None`` or 0: never).
         run_config: what the features depend on (model, tag, frames, …), saved in ``work_dir``; resuming with a
-            different one raises instead of mixing features.
+            different one raises :class:`~mds_vqa.resumable.RunConfigError` instead of mixing features.
 
     Returns the :class:`~mds_vqa.resumable.RunSummary` of this process (computed, skipped as done, failed).
     """
@@ -294,7 +275,13 @@ def extract_features(
     frames = parse_num_frames(num_frames)
     work = Path(work_dir)
     if run_config is not None:
-        _check_run_config(work, {**run_config, "num_frames": frames, "pool_size": len(ds)}, write=process_index == 0)
+        check_run_config(
+            work,
+            {**run_config, "num_frames": frames, "pool_size": len(ds)},
+            write=process_index == 0,
+            filename=RUN_CONFIG_FILE,
+            what="features",
+        )
     encoder = FrameEncoder(model, device=device, frame_batch_size=frame_batch_size, precision=precision)
     runner = ResumableRun(
         work,
@@ -306,6 +293,7 @@ def extract_features(
         id_column=id_column,
         strict=strict,
         retry_failures=retry_failures,
+        max_initial_failures=max_initial_failures,
         desc="features",
         disable_progress=None if progress is None else not progress,
     )

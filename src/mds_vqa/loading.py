@@ -84,4 +84,6 @@ def load_pool(source: str | os.PathLike, *, split: str | None = "train", revisio
     except (ConnectionError, OSError, ValueError) as err:  # datasets raises these for offline / missing repos
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         hint = " (HF_HUB_OFFLINE is set: unset it, or download the repo first)" if offline else ""
-        raise FileNotFoundError(f"Could not load the Hub dataset {source!r}{hint}: {type(err).__name__}: {err}") from err
+        raise FileNotFoundError(
+            f"Could not load the Hub dataset {source!r}{hint}: {type(err).__name__}: {err}"
+        ) from err

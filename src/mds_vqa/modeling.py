@@ -142,20 +142,48 @@ def build_messages(video: str, prompt: str, sampling: VideoSamplingConfig | None
     return [{"role": "user", "content": [sampling.video_element(video), {"type": "text", "text": prompt}]}]
 
 
+_PROBE_FRAMES = 14  # frames spread over the whole file (first and last included) read to tell a decoding error
+
+
+def _probe_unreadable(ele: dict[str, Any]) -> VideoReadError | None:
+    """Read ``ele``'s video with :func:`~mds_vqa.video.read_frames` (as many frames as qwen-vl-utils may take, spread
+    over the whole file): the :class:`VideoReadError` naming the real cause when it cannot be decoded, ``None`` when it
+    can (or when it is not a local file, which cannot be probed)."""
+    from .video import read_frames
+
+    source = ele.get("video")
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = str(source).removeprefix("file://")
+    if "://" in path:  # a URL: qwen-vl-utils fetches it itself
+        return None
+    num_frames = ele.get("nframes") or ele.get("max_frames") or _PROBE_FRAMES
+    try:
+        read_frames(path, int(num_frames))
+    except VideoReadError as err:
+        return err
+    return None
+
+
 def fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Read and resize the video of each conversation with qwen-vl-utils; returns the frame tensors and their metadata
-    (for the processor's ``video_metadata``). Raises :class:`VideoReadError` naming an unreadable file."""
+    (for the processor's ``video_metadata``).
+
+    When qwen-vl-utils raises, the file is read again with the project's reader (:mod:`mds_vqa.video`): if that fails
+    too, a :class:`VideoReadError` naming the file and the real cause is raised (chained from qwen-vl-utils' error);
+    if the file is readable the failure is no decoding error (a wrong argument, a bug) and is re-raised unchanged.
+    """
     from qwen_vl_utils import process_vision_info
 
     videos, metadata = [], []
     for conversation in messages:
-        path = next(
+        element = next(
             (
-                ele["video"]
+                ele
                 for msg in conversation
                 if isinstance(msg["content"], list)
                 for ele in msg["content"]
-                if "video" in ele
+                if isinstance(ele, dict) and "video" in ele
             ),
             None,
         )
@@ -164,8 +192,11 @@ def fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.T
         except VideoReadError:
             raise
         except Exception as err:  # qwen-vl-utils raises whatever its reader raises (decord, torchvision, ValueError)
+            unreadable = _probe_unreadable(element) if element is not None else None
+            if unreadable is None:
+                raise  # the file decodes: not a video error
             raise VideoReadError(
-                path or "<unknown>", f"qwen-vl-utils could not read it ({type(err).__name__}: {err})"
+                unreadable.path, f"{unreadable.cause} (qwen-vl-utils: {type(err).__name__}: {err})"
             ) from err
         if not vids:
             raise ValueError(f"No video in conversation: {conversation}")

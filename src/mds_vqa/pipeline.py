@@ -6,12 +6,18 @@ on source + everything labelled so far → score the test splits → evaluate. T
 (adapter merged) as f and never selects a labelled video again.
 
 Each recipe stage writes its YAML to ``<output_dir>/configs/`` and its log to ``<output_dir>/logs/``, and runs as a
-subprocess (``launcher``: ``python`` or ``accelerate launch --config_file …``). A stage whose completion marker
-(``<output_dir>/state/<stage>.json``) and output exist is skipped: re-running the pipeline resumes it.
+subprocess (``launcher``: ``python`` or ``accelerate launch --config_file …``).
+
+Resuming: each stage has a key, the hash of its resolved arguments (a recipe's YAML, an in-process step's declared
+parameters) and of the keys of the earlier stages whose outputs appear in them. A finished stage writes its key,
+arguments and inputs to ``<output_dir>/state/<stage>.json``; a re-run skips it only when that key matches and its
+output exists, and otherwise runs it again, logging what changed (``[rerun] r1_select_mds: arguments changed: lam
+0.25 -> 0.5``, ``input r1_difficulty changed``). A change therefore re-runs its stage and everything downstream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +35,7 @@ import yaml
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PipelineConfig", "Pipeline", "StageError"]
+__all__ = ["PipelineConfig", "Pipeline", "StageError", "StagePlan"]
 
 REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -81,6 +87,20 @@ class StageError(RuntimeError):
     """A stage failed; names the stage, the command and its log."""
 
 
+@dataclass
+class StagePlan:
+    """A stage's key (hash of ``args`` and the keys of its ``inputs``, the earlier stages it reads), whether it is done
+    (``skip``) and otherwise why it runs (``reason``)."""
+
+    name: str
+    output: Path
+    key: str
+    args: dict[str, Any]
+    inputs: dict[str, str]
+    skip: bool
+    reason: str | None
+
+
 class Pipeline:
     """Runs :class:`PipelineConfig` (see the module docstring). ``python`` is the interpreter of the stages."""
 
@@ -93,6 +113,7 @@ class Pipeline:
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         self.timings: list[dict[str, Any]] = []
+        self._outputs: dict[str, tuple[str, str]] = {}  # absolute output path -> (stage, key), this run's stages
         for sub in ("configs", "logs", "state"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
 
@@ -100,13 +121,68 @@ class Pipeline:
     def _marker(self, name: str) -> Path:
         return self.out / "state" / f"{name}.json"
 
-    def _done(self, name: str, output: Path) -> bool:
-        return self._marker(name).exists() and output.exists()
+    def _inputs(self, args: dict[str, Any]) -> dict[str, str]:
+        """``{stage: key}`` of the earlier stages whose output (or a path inside it) appears in ``args``."""
+        found: dict[str, str] = {}
+        for value in _strings(args):
+            path = os.path.abspath(value)
+            for output, (stage, key) in self._outputs.items():
+                if path == output or path.startswith(output + os.sep):
+                    found[stage] = key
+        return dict(sorted(found.items()))
 
-    def _record(self, name: str, seconds: float, skipped: bool, output: Path) -> None:
-        self.timings.append({"stage": name, "seconds": round(seconds, 2), "skipped": skipped, "output": str(output)})
-        if not skipped:
-            self._marker(name).write_text(json.dumps({"seconds": seconds, "output": str(output)}))
+    def plan(self, name: str, output: Path, args: dict[str, Any]) -> StagePlan:
+        """Whether stage ``name`` (writing ``output``, resolved ``args``) is done: its key, and why it must run."""
+        args = _jsonable(args)
+        inputs = self._inputs(args)
+        key = hashlib.sha256(json.dumps({"args": args, "inputs": inputs}, sort_keys=True).encode()).hexdigest()[:16]
+        marker = self._marker(name)
+        if not marker.exists():
+            return StagePlan(name, output, key, args, inputs, False, "not run before")
+        try:
+            done = json.loads(marker.read_text())
+        except json.JSONDecodeError as err:
+            return StagePlan(name, output, key, args, inputs, False, f"its marker {marker} is unreadable ({err})")
+        if not output.exists():
+            return StagePlan(name, output, key, args, inputs, False, f"its output {output} is missing")
+        if done.get("key") == key:
+            return StagePlan(name, output, key, args, inputs, True, None)
+        return StagePlan(name, output, key, args, inputs, False, _what_changed(done, args, inputs))
+
+    def _start(self, plan: StagePlan, command: str = "") -> None:
+        # a stage that fails half-way must not look done under its old key (its output may be half-overwritten)
+        self._marker(plan.name).unlink(missing_ok=True)
+        if plan.reason == "not run before":
+            logger.info("[run] %s%s", plan.name, f": {command}" if command else "")
+        else:
+            logger.info("[rerun] %s: %s%s", plan.name, plan.reason, f"; running: {command}" if command else "")
+
+    def _record(self, plan: StagePlan, seconds: float) -> None:
+        self._outputs[os.path.abspath(plan.output)] = (plan.name, plan.key)
+        self.timings.append(
+            {
+                "stage": plan.name,
+                "seconds": round(seconds, 2),
+                "skipped": plan.skip,
+                "output": str(plan.output),
+                "key": plan.key,
+                "reason": plan.reason,
+            }
+        )
+        if not plan.skip:
+            record = {
+                "seconds": seconds,
+                "output": str(plan.output),
+                "key": plan.key,
+                "args": plan.args,
+                "inputs": plan.inputs,
+            }
+            self._marker(plan.name).write_text(json.dumps(record, indent=2))
+
+    def _skip(self, plan: StagePlan) -> Path:
+        logger.info("[skip] %s (done: %s)", plan.name, plan.output)
+        self._record(plan, 0.0)
+        return plan.output
 
     def _launcher(self, kind: str) -> list[str]:
         text = self.cfg.launcher if kind == "train" else (self.cfg.score_launcher or "python")
@@ -118,16 +194,16 @@ class Pipeline:
         return parts
 
     def recipe(self, name: str, recipe: str, args: dict[str, Any], output: Path, *, kind: str = "score") -> Path:
-        """Run ``recipes/<recipe>.py`` with ``args`` (written as YAML) unless the stage is done; returns ``output``."""
-        if self._done(name, output):
-            logger.info("[skip] %s (done: %s)", name, output)
-            self._record(name, 0.0, True, output)
-            return output
+        """Run ``recipes/<recipe>.py`` with ``args`` (written as YAML) unless done with these ``args`` and inputs (see
+        :meth:`plan`); returns ``output``."""
+        plan = self.plan(name, output, args)
+        if plan.skip:
+            return self._skip(plan)
         config = self.out / "configs" / f"{name}.yaml"
         config.write_text(yaml.safe_dump(args, sort_keys=False))
         cmd = [*self._launcher(kind), str(REPO_RECIPES / f"{recipe}.py"), "--config", str(config)]
         log = self.out / "logs" / f"{name}.log"
-        logger.info("[run] %s: %s", name, " ".join(cmd))
+        self._start(plan, " ".join(cmd))
         start = time.perf_counter()
         with open(log, "w") as fh:
             proc = subprocess.run(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT, cwd=os.getcwd())
@@ -137,19 +213,23 @@ class Pipeline:
             raise StageError(
                 f"Stage {name!r} failed (exit {proc.returncode}); command: {' '.join(cmd)}\nlog: {log}\n{tail}"
             )
-        self._record(name, seconds, False, output)
+        self._record(plan, seconds)
         return output
 
-    def step(self, name: str, output: Path, fn: Callable[[], Any]) -> Path:
-        """Run an in-process stage ``fn`` unless done; returns ``output``."""
-        if self._done(name, output):
-            logger.info("[skip] %s (done: %s)", name, output)
-            self._record(name, 0.0, True, output)
-            return output
-        logger.info("[run] %s", name)
+    def step(self, name: str, output: Path, fn: Callable[[], Any], *, params: dict[str, Any]) -> Path:
+        """Run the in-process stage ``fn`` unless done with these ``params`` (everything ``fn`` reads: settings and
+        input paths, see :meth:`plan`); a stale ``output`` is removed first. Returns ``output``."""
+        plan = self.plan(name, output, params)
+        if plan.skip:
+            return self._skip(plan)
+        self._start(plan)
+        if output.is_dir():
+            shutil.rmtree(output)
+        elif output.exists():
+            output.unlink()
         start = time.perf_counter()
         fn()
-        self._record(name, time.perf_counter() - start, False, output)
+        self._record(plan, time.perf_counter() - start)
         return output
 
     # -- stages ----------------------------------------------------------------------------------------------------
@@ -197,6 +277,7 @@ class Pipeline:
                         lambda: hide_mos(target.filter(lambda s: s == "train", input_columns="split")).save_to_disk(
                             str(out / "target_train")
                         ),
+                        params={"target_pool": cfg.target_pool, "split": "train"},
                     )
                 ),
                 "output_dir": str(out / "features"),
@@ -238,7 +319,13 @@ class Pipeline:
                 )
                 pool.save_to_disk(str(rd / "unlabelled"))
 
-            self.step(f"r{r}_unlabelled", rd / "unlabelled", unlabelled_pool)
+            earlier = [str(out / f"round_{k}" / "labelled") for k in range(1, r)]
+            self.step(
+                f"r{r}_unlabelled",
+                rd / "unlabelled",
+                unlabelled_pool,
+                params={"target_train": str(out / "target_train"), "labelled": earlier},
+            )
             difficulty = self._score(
                 f"r{r}_difficulty",
                 rd / "unlabelled",
@@ -261,7 +348,12 @@ class Pipeline:
                     if side.is_file():
                         shutil.copy(side, rd / "candidates" / side.name)
 
-            self.step(f"r{r}_candidates", rd / "candidates", candidates)
+            self.step(
+                f"r{r}_candidates",
+                rd / "candidates",
+                candidates,
+                params={"features": str(features), "difficulty": str(difficulty)},
+            )
             selections = {}
             for strategy in cfg.strategies:
                 selections[strategy] = self.recipe(
@@ -285,9 +377,17 @@ class Pipeline:
                 ids = list(load_from_disk(str(selected))["video_id"])
                 annotator.annotate(ids, note=f"round {r}, strategy {chosen}").save_to_disk(str(rd / "labelled"))
 
-            if self._done(f"r{r}_annotate", rd / "labelled"):
+            annotate_params = {
+                "selection": str(selections[chosen]),
+                "strategy": chosen,
+                "labelled_before": earlier,
+                "noise_std": cfg.annotator_noise,
+                "seed": cfg.seed,
+                "target_pool": cfg.target_pool,
+            }
+            if self.plan(f"r{r}_annotate", rd / "labelled", annotate_params).skip:
                 annotator.revealed.extend(load_from_disk(str(rd / "labelled"))["video_id"])
-            self.step(f"r{r}_annotate", rd / "labelled", annotate)
+            self.step(f"r{r}_annotate", rd / "labelled", annotate, params=annotate_params)
             labelled.extend(load_from_disk(str(rd / "labelled"))["video_id"])
             ft_args = {
                 "dataset_paths": [cfg.source_pool, *[str(out / f"round_{k}" / "labelled") for k in range(1, r + 1)]],
@@ -327,6 +427,7 @@ class Pipeline:
                     f"r{r}_merge",
                     rd / "model",
                     lambda rd=rd, adapter=adapter, m=model: _merge(m, adapter, rd / "model", cfg.dtype),
+                    params={"model": str(model), "adapter": str(adapter), "dtype": cfg.dtype},
                 )
 
         report = out / "report"
@@ -368,7 +469,20 @@ class Pipeline:
             )
             publish_dataset(str(selection), data_hub)
 
-        self.step("publish", self.out / "hub", publish)
+        self.step(
+            "publish",
+            self.out / "hub",
+            publish,
+            params={
+                "adapter": str(adapter),
+                "selection": str(selection),
+                "base_model": cfg.model_name_or_path,
+                "source_data": cfg.source_pool,
+                "push_to_hub": cfg.push_to_hub,
+                "hub_model_id": cfg.hub_model_id,
+                "hub_dataset_id": cfg.hub_dataset_id,
+            },
+        )
 
     def _summary(self, report: Path, rounds: list[dict[str, Any]], annotator) -> dict[str, Any]:
         table = (
@@ -387,9 +501,7 @@ class Pipeline:
         }
         (report / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         lines = ["# MDS-VQA run", "", "| stage | seconds | |", "|---|---:|---|"]
-        lines += [
-            f"| {t['stage']} | {t['seconds']:.1f} | {'skipped (done)' if t['skipped'] else ''} |" for t in self.timings
-        ]
+        lines += [f"| {t['stage']} | {t['seconds']:.1f} | {_status(t)} |" for t in self.timings]
         lines += ["", f"Total: {summary['total_seconds']:.1f} s; videos annotated: {annotator.spent}.", ""]
         for name in ("correlation_table.md", "failure_identification.md"):
             if (report / name).exists():
@@ -406,6 +518,73 @@ class Pipeline:
             lines += [f"| {r['round']} | {r['labelled_total']} | `{r['adapter']}` |" for r in rounds]
         (report / "README.md").write_text("\n".join(lines))
         return summary
+
+
+def _status(timing: dict[str, Any]) -> str:
+    """The report's note on a stage: done before, or why it ran again."""
+    if timing["skipped"]:
+        return "skipped (done)"
+    reason = timing.get("reason")
+    return "" if reason in (None, "not run before") else f"re-run: {reason}".replace("|", "\\|")
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (paths and other objects as strings, tuples as lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _strings(value: Any):
+    """Every string inside ``value`` (nested dicts and lists)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _show(value: Any, unset: bool = False) -> str:
+    """A short view of an argument's value for the log: JSON, or its size / the end of a long path."""
+    if unset:
+        return "(unset)"
+    text = json.dumps(value)
+    if len(text) <= 80:
+        return text
+    if isinstance(value, list):
+        return f"[{len(value)} item{'s' if len(value) != 1 else ''}]"
+    if isinstance(value, str):
+        return json.dumps("..." + value[-60:])
+    return text[:77] + "..."
+
+
+def _what_changed(done: dict[str, Any], args: dict[str, Any], inputs: dict[str, str]) -> str:
+    """Why a finished stage runs again: its changed arguments (old -> new) and changed inputs."""
+    if "key" not in done or "args" not in done:
+        return "its marker records no key (written by an older version)"
+    old, new = _flatten(done["args"]), _flatten(args)
+    changes = [
+        f"{k} {_show(old.get(k), k not in old)} -> {_show(new.get(k), k not in new)}"
+        for k in sorted(set(old) | set(new))
+        if k not in old or k not in new or old[k] != new[k]
+    ]
+    reasons = [f"arguments changed: {', '.join(changes)}"] if changes else []
+    before = done.get("inputs", {})
+    for stage in sorted(set(before) | set(inputs)):
+        if before.get(stage) != inputs.get(stage):
+            how = "changed" if stage in before and stage in inputs else "added" if stage in inputs else "removed"
+            reasons.append(f"input {stage} {how}")
+    return "; ".join(reasons) or "its key changed"
 
 
 def _merge(model: str, adapter: Path, output: Path, dtype: str) -> None:

@@ -7,7 +7,12 @@ main process merges them into the pool once every process is done.
 
 A batch that raises one of ``skip_exceptions`` (by default :class:`~mds_vqa.video.VideoReadError`) is retried item by
 item; an item that still fails is recorded (index, id, reason) in ``failures-<rank>.jsonl`` and skipped, or re-raised
-when ``strict``.
+when ``strict``. When the first ``max_initial_failures`` items of a run all fail, the run stops with
+:class:`InitialFailuresError` (a wrong mount or a missing decoder, not a few corrupt files).
+
+Shards are merged by row index, so a work dir must only ever hold results of one configuration:
+:func:`check_run_config` saves the settings a run's results depend on in the work dir and refuses to resume with
+different ones.
 """
 
 from __future__ import annotations
@@ -29,9 +34,43 @@ from .video import VideoReadError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ResumableRun", "RunSummary", "load_results", "load_failures", "merge_results", "INDEX_COLUMN"]
+__all__ = [
+    "data_parallel_state",
+    "ResumableRun",
+    "RunSummary",
+    "InitialFailuresError",
+    "RunConfigError",
+    "check_run_config",
+    "gather_summaries",
+    "load_results",
+    "load_failures",
+    "merge_results",
+    "INDEX_COLUMN",
+    "RUN_CONFIG_FILE",
+]
 
 INDEX_COLUMN = "_index"
+RUN_CONFIG_FILE = "run_config.json"
+_MAX_LISTED = 20
+
+
+class InitialFailuresError(RuntimeError):
+    """The first items of a run all failed and none succeeded: the cause is likely shared (a wrong path, a missing
+    decoder), so the run stops instead of recording every item as failed. ``failures`` holds the records."""
+
+    def __init__(self, failures: list[dict[str, Any]], work_dir: Path, process_index: int):
+        self.failures = failures
+        reasons = "\n  ".join(f"{f['id']} (row {f[INDEX_COLUMN]}): {f['reason']}" for f in failures[:_MAX_LISTED])
+        super().__init__(
+            f"The first {len(failures)} items of this run (process {process_index}) all failed and none succeeded; "
+            f"stopping. Their failures are recorded in {work_dir}/failures-{process_index:05d}.jsonl and are skipped "
+            "by a plain re-run: fix the cause, then re-run with retry_failures=True (or raise or disable "
+            f"max_initial_failures to go on anyway). Reasons:\n  {reasons}"
+        )
+
+
+class RunConfigError(ValueError):
+    """A work dir holds results computed with another configuration than the one of this run."""
 
 
 @dataclass
@@ -43,6 +82,86 @@ class RunSummary:
     failed: int = 0
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _normalized(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as it reads back from JSON (tuples become lists, unknown objects their ``str``)."""
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def check_run_config(
+    work_dir: str | os.PathLike,
+    config: dict[str, Any],
+    *,
+    write: bool,
+    filename: str = RUN_CONFIG_FILE,
+    what: str = "results",
+) -> None:
+    """Refuse to resume ``work_dir`` with another configuration than the one its results were computed with.
+
+    ``config`` holds everything the results depend on (model, prompt, sampling, the pool's identity, ...). When
+    ``work_dir/filename`` exists it must equal ``config``, else :class:`RunConfigError` names each differing field
+    (saved → now) and how to proceed. When it does not exist and ``write`` is true (the main process), ``config`` is
+    saved there (atomically). Call it on every process before any collective, so that all of them stop together.
+    """
+    work_dir = Path(work_dir)
+    path = work_dir / filename
+    config = _normalized(config)
+    if path.exists():
+        try:
+            found = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise RunConfigError(
+                f"{path} is not valid JSON ({err}); delete {work_dir} to start over, or pass another work_dir."
+            ) from err
+        if found != config:
+            changed = "; ".join(
+                f"{k}: {found.get(k)!r} -> {config.get(k)!r}"
+                for k in sorted(set(found) | set(config))
+                if found.get(k) != config.get(k)
+            )
+            raise RunConfigError(
+                f"{work_dir} holds {what} computed with another configuration, which a resume would mix with this "
+                f"run's (saved -> now): {changed}. Delete {work_dir} to start over, or pass another work_dir."
+            )
+    elif write:
+        if _shard_files(work_dir):
+            logger.warning(
+                "%s has results but no %s (an older run?): their configuration cannot be checked.", work_dir, filename
+            )
+        work_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+
+
+def data_parallel_state():
+    """The ``accelerate.PartialState`` of a data-parallel recipe run. It runs on CPU (gloo) when
+    ``ACCELERATE_USE_CPU`` is set or when the machine has no accelerator: a bare ``PartialState()`` there would make
+    every launched process believe it is the only one (rank 0 of 1), and each would process the whole pool."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.accelerator.is_available())
+
+
+def gather_summaries(summary: RunSummary) -> dict[str, Any]:
+    """Totals over every process of an ``accelerate`` run (``computed``, ``skipped_done``, ``failed``; ``seconds``
+    of the slowest) and the per-process detail under ``processes``. A collective: every process must call it."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    mine = {
+        "process_index": PartialState().process_index,
+        "computed": summary.computed,
+        "skipped_done": summary.skipped_done,
+        "failed": summary.failed,
+        "seconds": round(summary.seconds, 3),
+    }
+    per_process = sorted(gather_object([mine]), key=lambda d: d["process_index"])
+    totals = {k: sum(p[k] for p in per_process) for k in ("computed", "skipped_done", "failed")}
+    return {**totals, "seconds": max(p["seconds"] for p in per_process), "processes": per_process}
 
 
 def _shard_files(work_dir: Path) -> list[Path]:
@@ -80,6 +199,8 @@ class ResumableRun:
         strict: re-raise the first item failure instead of recording it.
         skip_exceptions: exception types that mark a single item as failed.
         retry_failures: recompute items recorded as failed by an earlier run.
+        max_initial_failures: stop with :class:`InitialFailuresError` when this many items fail before any succeeds
+            in this run (``None`` or 0: never). Failures are recorded as they happen, so they are kept.
         desc: progress-bar label.
     """
 
@@ -96,11 +217,14 @@ class ResumableRun:
         strict: bool = False,
         skip_exceptions: tuple[type[BaseException], ...] = (VideoReadError,),
         retry_failures: bool = False,
+        max_initial_failures: int | None = 8,
         desc: str = "processing",
         disable_progress: bool | None = None,
     ):
         if batch_size <= 0 or flush_every <= 0:
             raise ValueError(f"batch_size and flush_every must be positive, got {batch_size}, {flush_every}")
+        if max_initial_failures is not None and max_initial_failures < 0:
+            raise ValueError(f"max_initial_failures must be >= 0 or None, got {max_initial_failures}")
         self.work_dir = Path(work_dir)
         self.fn = fn
         self.batch_size = batch_size
@@ -111,6 +235,7 @@ class ResumableRun:
         self.strict = strict
         self.skip_exceptions = skip_exceptions
         self.retry_failures = retry_failures
+        self.max_initial_failures = max_initial_failures or None
         self.desc = desc
         self.disable_progress = disable_progress
         self._buffer: list[dict[str, Any]] = []
@@ -158,6 +283,8 @@ class ResumableRun:
         summary.failed += 1
         summary.failures.append(rec)
         logger.warning("Skipping item %s (%s): %s", rec["id"], index, rec["reason"])
+        if self.max_initial_failures and summary.computed == 0 and summary.failed >= self.max_initial_failures:
+            raise InitialFailuresError(summary.failures, self.work_dir, self.rank) from err
 
     def _run_batch(self, indices: list[int], rows: list[dict[str, Any]], summary: RunSummary) -> None:
         try:
