@@ -33,7 +33,7 @@ from mds_vqa.pipeline import StageError  # noqa: E402
 
 
 def _recipe(name: str):
-    """Import ``recipes/<name>.py`` (recipes/ is not a package, and must not shadow ``select``/``evaluate``)."""
+    """Import ``recipes/<name>.py`` (recipes/ is scripts, not a package)."""
     key = f"recipe_{name}"
     if key not in sys.modules:
         spec = importlib.util.spec_from_file_location(key, HERE / f"{name}.py")

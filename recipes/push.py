@@ -75,7 +75,7 @@ class PushArguments:
     eval_results: str | None = field(
         default=None,
         metadata={
-            "help": "JSON of evaluation rows ({domain, srcc, plcc, ...}), e.g. recipes/evaluate.py's "
+            "help": "JSON of evaluation rows ({domain, srcc, plcc, ...}), e.g. recipes/evaluate_models.py's "
             "correlation_table.json (rows filtered by --eval_model)."
         },
     )

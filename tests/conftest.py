@@ -66,8 +66,7 @@ def video_file(tmp_path) -> str:
 
 
 def load_recipe(name: str):
-    """Import ``recipes/<name>.py`` as a module named ``recipe_<name>`` (recipes/ is not put on sys.path, where
-    ``recipes/evaluate.py`` would shadow the ``evaluate`` library)."""
+    """Import ``recipes/<name>.py`` as a module named ``recipe_<name>`` (recipes/ is scripts, not a package)."""
     import importlib.util
     import sys
     from pathlib import Path

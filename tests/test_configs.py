@@ -18,9 +18,9 @@ RECIPE_OF = {
     "score_difficulty": "score",
     "failure_predictor": "train_failure_predictor",
     "extract_features": "extract_features",
-    "select": "select",
+    "select": "select_subset",
     "finetune": "finetune",
-    "evaluate": "evaluate",
+    "evaluate": "evaluate_models",
     "gmad": "gmad",
     "pipeline": "pipeline",
 }
@@ -30,7 +30,7 @@ PIPELINE_STAGE_ARGS = {
     "score_args": "score",
     "features_args": "extract_features",
     "failure_predictor_args": "train_failure_predictor",
-    "select_args": "select",
+    "select_args": "select_subset",
     "finetune_args": "finetune",
 }
 

@@ -1,4 +1,4 @@
-"""Correlation metrics, per-domain tables, the failure-identification table and recipes/evaluate.py."""
+"""Correlation metrics, per-domain tables, the failure-identification table and recipes/evaluate_models.py."""
 
 from __future__ import annotations
 
@@ -258,12 +258,12 @@ def test_write_tables_writes_markdown_csv_json_and_a_bar_chart(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# recipes/evaluate.py
+# recipes/evaluate_models.py
 # --------------------------------------------------------------------------------------------------------------------
 
 
 def _demo_args(tmp_path):
-    recipe = load_recipe("evaluate")
+    recipe = load_recipe("evaluate_models")
     parser = TrlParser(recipe.EvaluateArguments)
     (args,) = parser.parse_args_and_config(
         args=["--config", str(ROOT / "recipes/configs/demo/evaluate.yaml"), "--output_dir", str(tmp_path / "out")]
@@ -333,7 +333,14 @@ def test_evaluate_recipe_runs_from_the_command_line(tmp_path):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "recipes/evaluate.py"), "--config", str(tmp_path / "c.yaml"), "--digits", "3"],
+        [
+            sys.executable,
+            str(ROOT / "recipes/evaluate_models.py"),
+            "--config",
+            str(tmp_path / "c.yaml"),
+            "--digits",
+            "3",
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -345,7 +352,7 @@ def test_evaluate_recipe_runs_from_the_command_line(tmp_path):
     bad = dict(config, models=[{"name": "m", "dataset_path": str(tmp_path / "missing"), "column": "score"}])
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "recipes/evaluate.py"), "--config", str(tmp_path / "bad.yaml")],
+        [sys.executable, str(ROOT / "recipes/evaluate_models.py"), "--config", str(tmp_path / "bad.yaml")],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -203,7 +203,7 @@ def test_extract_then_select_recipes_write_features_subset_and_report(assets, tm
     ds.save_to_disk(str(tmp_path / "scored"))
     shutil.copy(out / "feature_extraction.json", tmp_path / "scored")  # keep the provenance of the features
 
-    select = load_recipe("select")
+    select = load_recipe("select_subset")
     args = select.SelectArguments(pool_path=str(tmp_path / "scored"), output_dir=str(tmp_path / "sel"), budget="3")
     with pytest.raises(ValueError, match=r"no 'features': 1 rows, e.g. \['corrupt'\]"):
         select.main(args)

@@ -139,7 +139,7 @@ def adapter(tmp_path_factory, tiny_model_dir, video_dir):
 
 
 def _selection(tmp_path: Path, *, upstream_pool_path: bool = True) -> Path:
-    """A selected subset saved by recipes/select.py's layout, with the provenance chain of its pool: the feature
+    """A selected subset saved by recipes/select_subset.py's layout, with the provenance chain of its pool: the feature
     Dataset (feature_extraction.json) made from the pool scored by g (scoring_summary.json)."""
     scored = tmp_path / "scored_g"
     scored.mkdir()

@@ -1,7 +1,7 @@
 """Correlation metrics (SRCC, PLCC after a 4-parameter logistic fit, KRCC, RMSE) and result tables.
 
 :func:`correlations` is the one computation behind everything here, the ``metrics/vqa_correlation`` evaluate module
-and ``recipes/evaluate.py``. Tables come in two shapes:
+and ``recipes/evaluate_models.py``. Tables come in two shapes:
 
 - the per-domain × per-model table (:func:`evaluate_scored` rows, then :func:`wide_table`): the paper's Table 2;
 - the failure-identification table (:func:`failure_identification`): the base model's SRCC/PLCC on each selection

@@ -377,7 +377,7 @@ class AdapterCardInfo:
     """What the model card of an adapter says beyond what its folder holds.
 
     ``eval_results`` rows are ``{"domain", "split"?, "dataset_id"?, "srcc"?, "plcc"?, "krcc"?, "rmse"?,
-    "pairwise_accuracy"?}`` (the rows of ``recipes/evaluate.py``'s ``correlation_table.json`` fit). For the failure
+    "pairwise_accuracy"?}`` (the rows of ``recipes/evaluate_models.py``'s ``correlation_table.json`` fit). For the failure
     predictor, SRCC is between g and f's error ``|f − MOS|``, not the MOS.
     """
 
@@ -681,7 +681,7 @@ def adapter_model_card(adapter_config: Mapping[str, Any], info: AdapterCardInfo)
     if fp:
         lines += [
             "- Use: rank an unlabelled pool by how likely f is to get each video wrong, to choose which videos human "
-            "raters should score (with a diversity term, `recipes/select.py`).",
+            "raters should score (with a diversity term, `recipes/select_subset.py`).",
             "- g is tied to the quality model f it was trained with and to f's errors on the source data; it says "
             "nothing about another model, and its ranking weakens as the target domain moves away from the source.",
             "- g is a ranking signal, not a calibrated error estimate and not a quality score.",
@@ -1040,7 +1040,7 @@ def _upstream(path: str | None, max_depth: int = 6) -> list[tuple[str, dict[str,
 
 def dataset_provenance(folder: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """``(kind, settings)`` of a Dataset folder written by a recipe, from its side files: ``selection.json``
-    (``recipes/select.py``) → ``"selection"``, ``scoring_summary.json`` (``recipes/score.py``) → ``"scored"``,
+    (``recipes/select_subset.py``) → ``"selection"``, ``scoring_summary.json`` (``recipes/score.py``) → ``"scored"``,
     ``feature_extraction.json`` (``recipes/extract_features.py``) → ``"features"``, else ``"pool"``.
 
     For a selection, the CLIP model and frame count come from the pool's ``feature_extraction.json`` and the g

@@ -69,7 +69,9 @@ class PipelineConfig:
     score_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra recipes/score.py fields."})
     failure_predictor_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra g training fields."})
     features_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra extract_features fields."})
-    select_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra recipes/select.py fields."})
+    select_args: dict[str, Any] | None = field(
+        default=None, metadata={"help": "Extra recipes/select_subset.py fields."}
+    )
     finetune_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra recipes/finetune.py fields."})
     stage_hub: bool = field(default=True, metadata={"help": "Stage the last adapter and selection with their cards."})
     push_to_hub: bool = field(default=False, metadata={"help": "Also push them (needs the two ids below)."})
@@ -358,7 +360,7 @@ class Pipeline:
             for strategy in cfg.strategies:
                 selections[strategy] = self.recipe(
                     f"r{r}_select_{strategy}",
-                    "select",
+                    "select_subset",
                     {
                         "pool_path": str(rd / "candidates"),
                         "output_dir": str(rd / "selection" / strategy),
@@ -433,7 +435,7 @@ class Pipeline:
         report = out / "report"
         self.recipe(
             "evaluate",
-            "evaluate",
+            "evaluate_models",
             {
                 "output_dir": str(report),
                 "models": eval_models,

@@ -1,8 +1,8 @@
 """Pick the videos of a pool to send to human raters, and write the subset with a report.
 
 Usage:
-    python recipes/select.py --config recipes/configs/youtube_sfv_sdr/select.yaml
-    python recipes/select.py --pool_path pools/sdr_features --output_dir selections/sdr_mds --budget 5% --lam 0.25
+    python recipes/select_subset.py --config recipes/configs/youtube_sfv_sdr/select.yaml
+    python recipes/select_subset.py --pool_path pools/sdr_features --output_dir selections/sdr_mds --budget 5% --lam 0.25
 
 The pool needs a ``difficulty`` column (g, from the failure predictor) for ``mds`` and ``difficulty``, and a
 ``features`` column (``recipes/extract_features.py``) for ``mds``, ``diversity`` and ``coreset``. The output folder
@@ -13,34 +13,15 @@ plus ``report.md`` with a 2-D map of the pool's features and the distribution of
 
 from __future__ import annotations
 
-import os
+import json
+import logging
+import math
+import shutil
 import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-# This file shares its name with the standard-library module `select`, and running any script of recipes/ puts this
-# folder first on sys.path. Imported as `select` (by asyncio, subprocess, selectors, ... while another recipe runs),
-# it hands the real module over and defines nothing heavy; run as a script, it takes its folder off sys.path.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if __name__ == "select":
-    _saved_path = list(sys.path)
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-    del sys.modules["select"]
-    try:
-        import select as _stdlib_select
-    finally:
-        sys.path[:] = _saved_path
-    sys.modules["select"] = _stdlib_select  # what `import select` returns
-elif __name__ == "__main__":
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-# Heavy imports (numpy, datasets, mds_vqa) live inside the functions: see the note above.
 if TYPE_CHECKING:
     import numpy as np
     from datasets import Dataset
@@ -52,7 +33,7 @@ logger = logging.getLogger("mds_vqa.select")
 
 @dataclass
 class SelectArguments:
-    """Select a subset of a pool (``recipes/select.py``)."""
+    """Select a subset of a pool (``recipes/select_subset.py``)."""
 
     pool_path: str = field(metadata={"help": "Pool Dataset folder with the difficulty and/or features columns."})
     output_dir: str = field(metadata={"help": "Where the selected subset (Dataset) and report.md are written."})

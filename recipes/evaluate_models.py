@@ -1,8 +1,8 @@
 """Evaluate scored pools: the per-domain × per-model correlation table and the failure-identification table.
 
 Usage:
-    python recipes/evaluate.py --config recipes/configs/demo/evaluate.yaml
-    python recipes/evaluate.py --config recipes/configs/youtube_sfv_sdr/evaluate.yaml --n_bootstrap 1000
+    python recipes/evaluate_models.py --config recipes/configs/demo/evaluate.yaml
+    python recipes/evaluate_models.py --config recipes/configs/youtube_sfv_sdr/evaluate.yaml --n_bootstrap 1000
 
 Models are scored first with ``recipes/score.py`` (base model, base + adapter, …), which writes a score column
 (NaN for unparseable answers) into each pool Dataset. This recipe reads those columns:
@@ -35,7 +35,7 @@ logger = logging.getLogger("mds_vqa.evaluate")
 
 @dataclass
 class EvaluateArguments:
-    """Arguments of ``recipes/evaluate.py``."""
+    """Arguments of ``recipes/evaluate_models.py``."""
 
     output_dir: str = field(metadata={"help": "Folder for the tables (Markdown, CSV, JSON) and bar charts."})
     models: list[dict[str, Any]] | None = field(
