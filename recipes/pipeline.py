@@ -4,8 +4,9 @@ Usage:
     python recipes/pipeline.py --config recipes/configs/youtube_sfv_sdr/pipeline.yaml
     python recipes/pipeline.py --config outputs/demo/pipeline.yaml --rounds 2     # CLI overrides
 
-A stage whose output already exists is skipped, so re-running resumes an interrupted pipeline. The report (tables,
-pictures, stage timings) is written to ``<output_dir>/report``.
+Re-running resumes: a stage is skipped while its arguments and inputs are unchanged, and re-runs (with everything
+downstream) when they change. Per-stage fields a recipe does not know are refused before anything runs. The report
+(tables, pictures, stage timings) is written to ``<output_dir>/report``.
 """
 
 from __future__ import annotations

@@ -160,3 +160,34 @@ def test_a_marker_without_a_key_is_not_trusted(tmp_path):
     stages = _two_stages(tmp_path, 1, calls)
     assert calls == ["a"] and stages["a"]["reason"] == "its marker records no key (written by an older version)"
     assert stages["b"]["skipped"]  # a's key did not change: what reads it is still valid
+
+
+def test_a_per_stage_field_its_recipe_does_not_know_is_refused_before_any_stage_runs(tmp_path):
+    from mds_vqa.pipeline import Pipeline, PipelineConfig
+
+    config = PipelineConfig(
+        output_dir=str(tmp_path / "run"),
+        source_pool="source",
+        target_pool="target",
+        score_args={"batch_size": 2, "batchsize": 4},
+        finetune_args={"num_generation": 4},
+        sampling={"fps": 2.0},
+    )
+    with pytest.raises(ValueError) as err:
+        Pipeline(config)
+    message = str(err.value)
+    assert "score_args.batchsize: not a field of recipes/score.py (did you mean 'batch_size'?)" in message
+    assert (
+        "finetune_args.num_generation: not a field of recipes/finetune.py (did you mean 'num_generations'?)" in message
+    )
+    assert "sampling" not in message and not (tmp_path / "run").exists()
+
+
+def test_recipe_stages_write_the_recipe_fields_with_the_users_fields_on_top():
+    from mds_vqa.pipeline.stage_args import ScoreStage
+
+    stage = ScoreStage(dataset_path="pool", output_dir="out", model_name_or_path="f", dtype="float32")
+    args = stage.args({"fps": 1.0}, {"batch_size": 8, "dtype": "bfloat16"})
+    assert args["adapter"] is None and args["mode"] == "expectation" and args["task"] == "scoring"
+    assert args["fps"] == 1.0 and args["batch_size"] == 8 and args["dtype"] == "bfloat16"
+    assert stage.recipe == "score" and stage.kind == "score"

@@ -1,0 +1,97 @@
+"""The one config of the whole loop, and the check that its per-stage fields belong to their recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PipelineConfig", "REPO_RECIPES", "STAGE_FIELDS", "recipe_fields", "check_stage_fields"]
+
+REPO_RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+
+# PipelineConfig fields that carry another recipe's fields, and that recipe
+STAGE_FIELDS = {
+    "sampling": "score",
+    "score_args": "score",
+    "features_args": "extract_features",
+    "failure_predictor_args": "train_failure_predictor",
+    "select_args": "select_subset",
+    "finetune_args": "finetune",
+}
+
+
+@dataclass
+class PipelineConfig:
+    """One config for the whole loop (``recipes/pipeline.py --config …``)."""
+
+    output_dir: str = field(default="outputs/pipeline", metadata={"help": "Everything goes here."})
+    source_pool: str | None = field(default=None, metadata={"help": "Labelled source pool (with train/test split)."})
+    target_pool: str | None = field(
+        default=None, metadata={"help": "Target pool; its MOS is the simulated annotator's oracle, hidden otherwise."}
+    )
+    model_name_or_path: str = field(default="hollow404/VQR1-7B-YouTubeUGC", metadata={"help": "The quality model f."})
+    dtype: str = field(default="bfloat16", metadata={"help": "Model dtype for every stage."})
+    clip_model_name: str = field(default="ViT-B-32", metadata={"help": "open_clip model for the diversity features."})
+    clip_pretrained: str | None = field(default="laion2b_s34b_b79k", metadata={"help": "open_clip pretrained tag."})
+    num_frames: str = field(default="8", metadata={"help": "Frames per video for the features."})
+    strategies: list[str] = field(
+        default_factory=lambda: ["mds", "difficulty", "diversity", "coreset", "random"],
+        metadata={"help": "Selection strategies; the first one is annotated and used for fine-tuning."},
+    )
+    budget: str = field(default="0.05", metadata={"help": "Per round: a count, a fraction or a percentage."})
+    lam: float = field(default=0.25, metadata={"help": "λ of the diversity term."})
+    rounds: int = field(default=1, metadata={"help": "Select → annotate → fine-tune rounds."})
+    annotator_noise: float = field(default=0.0, metadata={"help": "Rater noise std of the simulated annotator."})
+    seed: int = field(default=0, metadata={"help": "Seed of selection, annotation noise and training."})
+    launcher: str = field(default="python", metadata={"help": "How training stages run, e.g. 'accelerate launch'."})
+    score_launcher: str | None = field(default=None, metadata={"help": "How scoring/feature stages run."})
+    sampling: dict[str, Any] | None = field(default=None, metadata={"help": "VideoSamplingConfig fields (YAML)."})
+    score_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra recipes/score.py fields."})
+    failure_predictor_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra g training fields."})
+    features_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra extract_features fields."})
+    select_args: dict[str, Any] | None = field(
+        default=None, metadata={"help": "Extra recipes/select_subset.py fields."}
+    )
+    finetune_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra recipes/finetune.py fields."})
+    stage_hub: bool = field(default=True, metadata={"help": "Stage the last adapter and selection with their cards."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Also push them (needs the two ids below)."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo of the adapter."})
+    hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub repo of the selected subset."})
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if not self.strategies:
+            raise ValueError("strategies must name at least one strategy")
+
+
+def recipe_fields(recipe: str) -> set[str]:
+    """Every field ``recipes/<recipe>.py`` accepts (the fields of its parser's dataclasses)."""
+    module_name = f"mds_vqa_recipe_{recipe}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, REPO_RECIPES / f"{recipe}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return {f.name for cls in module.make_parser().dataclass_types for f in dataclasses.fields(cls)}
+
+
+def check_stage_fields(config: PipelineConfig) -> None:
+    """Refuse, before any stage runs, a per-stage field that its recipe does not know (a typo would otherwise fail
+    hours later, in the stage's subprocess). The error names the config field, the unknown keys and close matches."""
+    problems = []
+    for name, recipe in STAGE_FIELDS.items():
+        given = getattr(config, name) or {}
+        known = recipe_fields(recipe)
+        for key in sorted(set(given) - known):
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{name}.{key}: not a field of recipes/{recipe}.py{hint}")
+    if problems:
+        raise ValueError("Unknown per-stage field(s) in the pipeline config:\n  " + "\n  ".join(problems))

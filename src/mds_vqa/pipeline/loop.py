@@ -1,0 +1,297 @@
+"""The whole MDS-VQA loop, one method per stage, each stage being the recipe a user can also run alone.
+
+For every round: score the source pool with f → train g → score the unlabelled target pool with g → (once) frame
+features → select with each strategy → the simulated annotator reveals the MOS of the first strategy's selection →
+GRPO + LoRA on source + everything labelled so far → score the test splits → evaluate. The next round uses the
+fine-tuned model (adapter merged) as f and never selects a labelled video again. Stages resume by key
+(:mod:`mds_vqa.pipeline.stages`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import PipelineConfig, check_stage_fields
+from .report import write_summary
+from .stage_args import (
+    EvaluateStage,
+    FailurePredictorStage,
+    FeaturesStage,
+    FinetuneStage,
+    RecipeStage,
+    ScoreStage,
+    SelectStage,
+)
+from .stages import StageRunner
+
+__all__ = ["Pipeline", "RoundResult"]
+
+
+@dataclass
+class RoundResult:
+    """What one select → annotate → fine-tune round produced (folders) and how many videos are labelled so far."""
+
+    round: int
+    g: Path
+    difficulty: Path
+    selections: dict[str, Path]
+    labelled: Path
+    adapter: Path
+    eval_source: Path
+    eval_target: Path
+    labelled_total: int
+
+
+class Pipeline(StageRunner):
+    """Runs :class:`PipelineConfig` (see the module docstring). ``python`` is the interpreter of the stages."""
+
+    def __init__(self, config: PipelineConfig, *, python: str = sys.executable, env: dict[str, str] | None = None):
+        if not config.source_pool or not config.target_pool:
+            raise ValueError("source_pool and target_pool are required (pool Datasets from recipes/build_pool.py).")
+        check_stage_fields(config)
+        launchers = {"train": config.launcher, "score": config.score_launcher or "python"}
+        super().__init__(config.output_dir, launchers=launchers, python=python, env=env)
+        self.cfg = config
+        self.labelled_ids: list[str] = []
+        self.annotator: Any = None
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run every round; returns the summary (also written to ``<output_dir>/report/summary.json``)."""
+        from datasets import load_from_disk
+
+        from ..annotation import SimulatedAnnotator
+
+        cfg, out = self.cfg, self.out
+        target = load_from_disk(cfg.target_pool)
+        self.annotator = SimulatedAnnotator(
+            target, noise_std=cfg.annotator_noise, seed=cfg.seed, log_path=out / "annotation_log.jsonl"
+        )
+        model = cfg.model_name_or_path
+        base_source = self.score_pool("base_score_source", cfg.source_pool, out / "base" / "scored_source", model)
+        base_target = self.score_pool("base_score_target", cfg.target_pool, out / "base" / "scored_target", model)
+        features = self.extract_features(self.unlabelled_target(target))
+        rounds: list[RoundResult] = []
+        for r in range(1, cfg.rounds + 1):
+            rounds.append(self.run_round(r, model, features, base_source))
+            if r < cfg.rounds:
+                model = self.merge(r, model, rounds[-1].adapter)
+        report = self.evaluate(base_source, base_target, rounds)
+        if cfg.stage_hub:
+            self.publish(rounds[-1].adapter, rounds[-1].selections[cfg.strategies[0]])
+        return write_summary(self, report, rounds)
+
+    def run_round(self, r: int, model: str, features: Path, base_source: Path) -> RoundResult:
+        """One select → annotate → fine-tune round with ``model`` as f."""
+        cfg, rd = self.cfg, self.out / f"round_{r}"
+        source = base_source
+        if r > 1:
+            source = self.score_pool(f"r{r}_score_source", cfg.source_pool, rd / "scored_source", model)
+        g = self.train_failure_predictor(r, source, model)
+        unlabelled = self.unlabelled_pool(r)
+        difficulty = self.score_pool(
+            f"r{r}_difficulty", unlabelled, rd / "difficulty", model, adapter=g, task="difficulty", column="difficulty"
+        )
+        candidates = self.candidates(r, features, difficulty)
+        selections = {s: self.select(r, candidates, s) for s in cfg.strategies}
+        labelled = self.annotate(r, selections[cfg.strategies[0]])
+        adapter = self.finetune(r, model)
+        scored = [
+            self.score_pool(f"r{r}_score_{side}_test", pool, rd / "eval" / side, model, adapter=adapter, split="test")
+            for side, pool in (("source", cfg.source_pool), ("target", cfg.target_pool))
+        ]
+        return RoundResult(r, g, difficulty, selections, labelled, adapter, *scored, len(self.labelled_ids))
+
+    # -- recipe stages -------------------------------------------------------------------------------------------
+    def run_stage(self, name: str, stage: RecipeStage, output: Path, *extra: dict[str, Any] | None) -> Path:
+        """Run ``stage``'s recipe with its fields plus ``extra`` (the user's per-stage fields) unless done."""
+        return self.recipe(name, stage.recipe, stage.args(*extra), Path(output), kind=stage.kind)
+
+    def score_pool(self, name, pool, output, model, *, adapter=None, task="scoring", column="score", split=None):
+        """Score ``pool`` with ``model`` (+ ``adapter``) into ``output`` (``recipes/score.py``)."""
+        stage = ScoreStage(
+            dataset_path=str(pool),
+            output_dir=str(output),
+            model_name_or_path=str(model),
+            dtype=self.cfg.dtype,
+            adapter=None if adapter is None else str(adapter),
+            score_column=column,
+            split=split,
+            task=task,
+        )
+        return self.run_stage(name, stage, Path(output), self.cfg.sampling, self.cfg.score_args)
+
+    def extract_features(self, pool: Path) -> Path:
+        """Frame features of the unlabelled target pool (once for every round)."""
+        cfg, output = self.cfg, self.out / "features"
+        stage = FeaturesStage(str(pool), str(output), cfg.clip_model_name, cfg.clip_pretrained, cfg.num_frames)
+        return self.run_stage("features", stage, output, cfg.features_args)
+
+    def train_failure_predictor(self, r: int, scored_source: Path, model: str) -> Path:
+        """Train g on the source pool scored by this round's f."""
+        cfg, output = self.cfg, self.out / f"round_{r}" / "g"
+        stage = FailurePredictorStage(str(scored_source), str(model), cfg.dtype, str(output), cfg.seed)
+        return self.run_stage(f"r{r}_failure_predictor", stage, output, cfg.sampling, cfg.failure_predictor_args)
+
+    def select(self, r: int, candidates: Path, strategy: str) -> Path:
+        """Select this round's budget from the candidates with ``strategy``."""
+        cfg, output = self.cfg, self.out / f"round_{r}" / "selection" / strategy
+        stage = SelectStage(str(candidates), str(output), strategy, cfg.budget, cfg.lam, cfg.seed + r)
+        return self.run_stage(f"r{r}_select_{strategy}", stage, output, cfg.select_args)
+
+    def finetune(self, r: int, model: str) -> Path:
+        """GRPO + LoRA on the source pool and every round's labelled videos so far."""
+        cfg, output = self.cfg, self.out / f"round_{r}" / "adapter"
+        labelled = [str(self.out / f"round_{k}" / "labelled") for k in range(1, r + 1)]
+        stage = FinetuneStage([cfg.source_pool, *labelled], str(model), cfg.dtype, str(output), cfg.seed)
+        return self.run_stage(f"r{r}_finetune", stage, output, cfg.sampling, cfg.finetune_args)
+
+    def evaluate(self, base_source: Path, base_target: Path, rounds: list[RoundResult]) -> Path:
+        """The report: correlations of the base and of each round's model, and the failure-identification table of
+        every strategy's round-1 subset (the paper's Table 1: what each strategy picked from the untouched pool)."""
+        cfg, report = self.cfg, self.out / "report"
+        models = [{"name": "base", "dataset_path": str(p), "column": "score"} for p in (base_source, base_target)]
+        for res in rounds:
+            name = f"round {res.round}" if cfg.rounds > 1 else f"base+{cfg.strategies[0]}"
+            models += [
+                {"name": name, "dataset_path": str(p), "column": "score"} for p in (res.eval_source, res.eval_target)
+            ]
+        stage = EvaluateStage(
+            output_dir=str(report),
+            models=models,
+            failure_scores=[{"dataset_path": str(base_target), "column": "score"}],
+            failure_subsets=[
+                {"name": s, "dataset_path": str(self.out / "round_1" / "selection" / s)} for s in cfg.strategies
+            ],
+        )
+        self.run_stage("evaluate", stage, report / "correlation_table.json")
+        return report
+
+    # -- in-process stages ---------------------------------------------------------------------------------------
+    def unlabelled_target(self, target) -> Path:
+        """The target pool's train split without its MOS: what scoring and selection may see."""
+        from ..annotation import hide_mos
+
+        output = self.out / "target_train"
+
+        def write():
+            hide_mos(target.filter(lambda s: s == "train", input_columns="split")).save_to_disk(str(output))
+
+        return self.step(
+            "target_train_unlabelled", output, write, params={"target_pool": self.cfg.target_pool, "split": "train"}
+        )
+
+    def unlabelled_pool(self, r: int) -> Path:
+        """Round ``r``'s candidates: the target train split minus every video labelled in earlier rounds."""
+        from datasets import load_from_disk
+
+        output, earlier = self.out / f"round_{r}" / "unlabelled", self._labelled_before(r)
+
+        def write():
+            known = set(self.labelled_ids)
+            pool = load_from_disk(str(self.out / "target_train"))
+            pool.filter(lambda v: v not in known, input_columns="video_id").save_to_disk(str(output))
+
+        params = {"target_train": str(self.out / "target_train"), "labelled": earlier}
+        return self.step(f"r{r}_unlabelled", output, write, params=params)
+
+    def candidates(self, r: int, features: Path, difficulty: Path) -> Path:
+        """The unlabelled videos with their frame features and g's difficulty (the selection's input)."""
+        from datasets import load_from_disk
+
+        output = self.out / f"round_{r}" / "candidates"
+
+        def write():
+            scored = load_from_disk(str(difficulty))
+            g_of = dict(zip(scored["video_id"], scored["difficulty"]))
+            pool = load_from_disk(str(features)).filter(lambda v: v in g_of, input_columns="video_id")
+            pool.add_column("difficulty", [g_of[v] for v in pool["video_id"]]).save_to_disk(str(output))
+            # provenance for the selection's dataset card: how the features and g were made
+            for side in (features / "feature_extraction.json", difficulty / "scoring_summary.json"):
+                if side.is_file():
+                    shutil.copy(side, output / side.name)
+
+        params = {"features": str(features), "difficulty": str(difficulty)}
+        return self.step(f"r{r}_candidates", output, write, params=params)
+
+    def annotate(self, r: int, selection: Path) -> Path:
+        """The simulated annotator reveals the MOS of the selected videos (rebuilt from disk on resume)."""
+        from datasets import load_from_disk
+
+        cfg, output, name = self.cfg, self.out / f"round_{r}" / "labelled", f"r{r}_annotate"
+        params = {
+            "selection": str(selection),
+            "strategy": cfg.strategies[0],
+            "labelled_before": self._labelled_before(r),
+            "noise_std": cfg.annotator_noise,
+            "seed": cfg.seed,
+            "target_pool": cfg.target_pool,
+        }
+
+        def write():
+            ids = list(load_from_disk(str(selection))["video_id"])
+            self.annotator.annotate(ids, note=f"round {r}, strategy {cfg.strategies[0]}").save_to_disk(str(output))
+
+        if self.plan(name, output, params).skip:  # done before: the annotator has spent these labels already
+            self.annotator.revealed.extend(load_from_disk(str(output))["video_id"])
+        self.step(name, output, write, params=params)
+        self.labelled_ids.extend(load_from_disk(str(output))["video_id"])
+        return output
+
+    def merge(self, r: int, model: str, adapter: Path) -> str:
+        """Merge round ``r``'s adapter into f: the next round's model."""
+        output = self.out / f"round_{r}" / "model"
+        params = {"model": str(model), "adapter": str(adapter), "dtype": self.cfg.dtype}
+        return str(
+            self.step(f"r{r}_merge", output, lambda: _merge(model, adapter, output, self.cfg.dtype), params=params)
+        )
+
+    def publish(self, adapter: Path, selection: Path) -> None:
+        """Stage (and push, when asked) the last adapter and the last selection with their cards."""
+        from ..hub import HubArguments, publish_adapter, publish_dataset
+
+        cfg, hub = self.cfg, self.out / "hub"
+        model_hub = HubArguments(
+            push_to_hub=cfg.push_to_hub, hub_model_id=cfg.hub_model_id, stage_dir=str(hub / "adapter")
+        )
+        data_hub = HubArguments(
+            push_to_hub=cfg.push_to_hub, hub_dataset_id=cfg.hub_dataset_id, stage_dir=str(hub / "selection")
+        )
+
+        def write():
+            publish_adapter(
+                adapter, model_hub, kind="grpo", base_model=cfg.model_name_or_path, source_data=cfg.source_pool
+            )
+            publish_dataset(str(selection), data_hub)
+
+        params = {
+            "adapter": str(adapter),
+            "selection": str(selection),
+            "base_model": cfg.model_name_or_path,
+            "source_data": cfg.source_pool,
+            "push_to_hub": cfg.push_to_hub,
+            "hub_model_id": cfg.hub_model_id,
+            "hub_dataset_id": cfg.hub_dataset_id,
+        }
+        self.step("publish", hub, write, params=params)
+
+    def _labelled_before(self, r: int) -> list[str]:
+        return [str(self.out / f"round_{k}" / "labelled") for k in range(1, r)]
+
+
+def _merge(model: str, adapter: Path, output: Path, dtype: str) -> None:
+    """Merge ``adapter`` into ``model`` and save model + processor to ``output`` (f for the next round)."""
+    from ..modeling import load_model_and_processor
+
+    merged, processor = load_model_and_processor(str(model), adapter=str(adapter), dtype=dtype, merge_adapter=True)
+    tmp = output.with_name(output.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    merged.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    os.replace(tmp, output)

@@ -1,0 +1,56 @@
+"""The pipeline's report page: stage timings (and why a stage re-ran), the tables of the evaluate stage, links to
+every selection report, and the rounds; ``summary.json`` holds the same and the config."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .loop import Pipeline, RoundResult
+
+__all__ = ["write_summary", "stage_status"]
+
+
+def stage_status(timing: dict[str, Any]) -> str:
+    """The report's note on a stage: done before, or why it ran again."""
+    if timing["skipped"]:
+        return "skipped (done)"
+    reason = timing.get("reason")
+    return "" if reason in (None, "not run before") else f"re-run: {reason}".replace("|", "\\|")
+
+
+def write_summary(pipeline: Pipeline, report: Path, rounds: list[RoundResult]) -> dict[str, Any]:
+    """Write ``report/summary.json`` and ``report/README.md`` for a finished run; returns the summary."""
+    table_path = report / "correlation_table.json"
+    timings = pipeline.timings
+    summary = {
+        "config": asdict(pipeline.cfg),
+        "stages": timings,
+        "total_seconds": round(sum(t["seconds"] for t in timings), 2),
+        "rounds": [{"round": r.round, "labelled_total": r.labelled_total, "adapter": str(r.adapter)} for r in rounds],
+        "annotations_spent": pipeline.annotator.spent,
+        "report_dir": str(report),
+        "correlation_table": json.loads(table_path.read_text()) if table_path.exists() else None,
+    }
+    (report / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    lines = ["# MDS-VQA run", "", "| stage | seconds | |", "|---|---:|---|"]
+    lines += [f"| {t['stage']} | {t['seconds']:.1f} | {stage_status(t)} |" for t in timings]
+    lines += ["", f"Total: {summary['total_seconds']:.1f} s; videos annotated: {pipeline.annotator.spent}.", ""]
+    for name in ("correlation_table.md", "failure_identification.md"):
+        if (report / name).exists():
+            lines += [(report / name).read_text(), f"![{name[:-3]}]({name[:-3]}.png)", ""]
+    selections = sorted(pipeline.out.glob("round_*/selection/*/report.md"))
+    if selections:
+        lines += ["## Selection reports", ""]
+        lines += [
+            f"- [{p.parent.parent.parent.name} / {p.parent.name}]({os.path.relpath(p, report)})" for p in selections
+        ]
+    if rounds:
+        lines += ["", "## Rounds", "", "| round | videos labelled so far | adapter |", "|---:|---:|---|"]
+        lines += [f"| {r.round} | {r.labelled_total} | `{r.adapter}` |" for r in rounds]
+    (report / "README.md").write_text("\n".join(lines))
+    return summary
