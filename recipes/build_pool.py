@@ -20,7 +20,7 @@ from trl import TrlParser
 
 from mds_vqa.configs import BuildPoolArguments
 from mds_vqa.data import PoolValidationError, build_pool
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
+from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
 from mds_vqa.log import setup_logging
 
 logger = logging.getLogger("mds_vqa.build_pool")
@@ -59,9 +59,12 @@ def main(args: BuildPoolArguments, hub_args: HubArguments | None = None) -> Path
         f"Saved pool {args.dataset_name!r}: {len(ds)} videos, splits {splits}, MOS range [{min(mos):.3f}, {max(mos):.3f}]"
         f" -> {out}"
     )
-    settings = {k: getattr(args, k) for k in ("dataset_name", "mos_table", "video_dir", "higher_is_better", "seed")}
-    settings["test_size"] = args.test_size if args.test_size is not None else "none"
-    published = publish_dataset(out, hub_args, kind="pool", settings=settings)
+    summary = {k: getattr(args, k) for k in ("dataset_name", "mos_table", "video_dir", "higher_is_better", "seed")}
+    summary.update(test_size=args.test_size if args.test_size is not None else "none", videos=len(ds), splits=splits)
+    write_provenance(
+        out, recipe="build_pool", arguments=[args, hub_args], summary=summary, inputs=[args.mos_table, args.video_dir]
+    )
+    published = publish_dataset(out, hub_args)
     if published is not None:
         print(f"Staged the pool with its dataset card -> {published.stage_dir}")
         if published.pushed is not None:

@@ -49,7 +49,7 @@ class DemoArguments:
 
     output_dir: str = field(default="outputs/demo", metadata={"help": "Everything goes here."})
     videos_per_domain: int = field(default=32, metadata={"help": "Generated videos per domain."})
-    budget: str = field(default="0.25", metadata={"help": "Per-round budget (the toy pool is tiny: 25% = 6 videos)."})
+    budget: str = field(default="0.25", metadata={"help": "Per-round budget (the toy pool is tiny: 25%% = 6 videos)."})
     rounds: int = field(default=1, metadata={"help": "Select → annotate → fine-tune rounds."})
     fp_steps: int = field(default=20, metadata={"help": "Failure-predictor training steps."})
     grpo_steps: int = field(default=4, metadata={"help": "GRPO steps per round."})

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from trl import TrlParser
 
-from mds_vqa.evaluation import CorrelationInputError, evaluate_scored, failure_identification, write_tables
+from mds_vqa.evaluation import CorrelationInputError, write_tables
+from mds_vqa.evaluation_runs import correlation_rows, failure_rows, fit_notes
+from mds_vqa.hub import write_provenance
 from mds_vqa.log import setup_logging
 
 logger = logging.getLogger("mds_vqa.evaluate")
@@ -54,7 +55,7 @@ class EvaluateArguments:
     mos_column: str = field(default="mos", metadata={"help": "MOS column of the Datasets."})
     group_column: str = field(default="dataset", metadata={"help": "Domain column of the Datasets."})
     id_column: str = field(default="video_id", metadata={"help": "Video id column (to match subsets to scores)."})
-    n_bootstrap: int = field(default=0, metadata={"help": "Bootstrap resamples for 95% intervals (0: none)."})
+    n_bootstrap: int = field(default=0, metadata={"help": "Bootstrap resamples for 95%% intervals (0: none)."})
     confidence: float = field(default=0.95, metadata={"help": "Confidence level of the bootstrap intervals."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
     failure_model_name: str = field(default="base", metadata={"help": "Name of the model in the failure table."})
@@ -71,123 +72,17 @@ class EvaluateArguments:
     digits: int = field(default=4, metadata={"help": "Decimals in the Markdown tables."})
 
 
-def _load(path: str, split: str | None = None) -> Dataset:
-    """A Dataset saved with ``save_to_disk`` (a DatasetDict gives its ``split``)."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"Dataset not found: {path} (score the pool with recipes/score.py first)")
-    ds = load_from_disk(path)
-    if isinstance(ds, DatasetDict):
-        if split is None or split not in ds:
-            raise ValueError(f"{path} is a DatasetDict with splits {list(ds)}; set `split` to one of them")
-        ds = ds[split]
-    return ds
-
-
-def _entry(entry: dict[str, Any], keys: tuple[str, ...], what: str, i: int) -> dict[str, Any]:
-    missing = [k for k in keys if not entry.get(k)]
-    if missing:
-        raise ValueError(f"{what} entry {i} ({entry}) lacks {missing}; each entry needs {list(keys)}")
-    return entry
-
-
-def _scored(entries: list[dict[str, Any]], args: EvaluateArguments, split: str | None, what: str) -> Dataset:
-    """Concatenate the scored Datasets of ``entries`` into columns (id, domain, mos, score), filtered to ``split``."""
-    parts = []
-    for e in entries:
-        ds = _load(e["dataset_path"], split)
-        for col in (e["column"], args.mos_column, args.group_column, args.id_column):
-            if col not in ds.column_names:
-                raise KeyError(f"{what}: column {col!r} not in {e['dataset_path']} (columns: {ds.column_names})")
-        if split is not None and "split" in ds.column_names:
-            ds = ds.filter(lambda s: s == split, input_columns="split")
-        elif split is not None:
-            raise KeyError(f"{e['dataset_path']} has no 'split' column; set split: null to use every row")
-        ds = ds.select_columns([args.id_column, args.group_column, args.mos_column, e["column"]])
-        ds = ds.rename_column(e["column"], "score") if e["column"] != "score" else ds
-        features = Features(
-            {
-                args.id_column: Value("string"),
-                args.group_column: Value("string"),
-                args.mos_column: Value("float64"),
-                "score": Value("float64"),
-            }
-        )
-        parts.append(ds.cast(features))
-    ds = concatenate_datasets(parts)
-    keys = list(zip(ds[args.group_column], ds[args.id_column]))
-    if len(set(keys)) != len(keys):
-        seen, dups = set(), []
-        for k in keys:
-            if k in seen:
-                dups.append(k)
-            seen.add(k)
-        raise ValueError(f"{what}: the same video appears twice, e.g. {dups[:5]} (two entries list the same pool?)")
-    if len(ds) == 0:
-        raise ValueError(f"{what}: no rows left (split={split!r})")
-    return ds
-
-
-def correlation_table(args: EvaluateArguments) -> list[dict[str, Any]]:
-    """Rows of the per-domain × per-model table."""
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for i, e in enumerate(args.models or []):
-        e = _entry(e, ("name", "dataset_path", "column"), "models", i)
-        grouped.setdefault(str(e["name"]), []).append(e)
-    rows = []
-    for name, entries in grouped.items():
-        ds = _scored(entries, args, args.split, f"model {name!r}")
-        rows += evaluate_scored(
-            ds,
-            "score",
-            model=name,
-            mos_column=args.mos_column,
-            group_column=args.group_column,
-            domains=args.domains,
-            n_bootstrap=args.n_bootstrap,
-            confidence=args.confidence,
-            seed=args.seed,
-            progress=args.n_bootstrap > 0,
-        )
-    return rows
-
-
-def failure_table(args: EvaluateArguments) -> list[dict[str, Any]]:
-    """Rows of the failure-identification table."""
-    entries = [_entry(e, ("dataset_path", "column"), "failure_scores", i) for i, e in enumerate(args.failure_scores)]
-    scored = _scored(entries, args, None, "failure_scores")
-    subsets = {}
-    for i, e in enumerate(args.failure_subsets or []):
-        e = _entry(e, ("name", "dataset_path"), "failure_subsets", i)
-        if e["name"] in subsets:
-            raise ValueError(f"failure_subsets: the name {e['name']!r} is used twice")
-        subsets[str(e["name"])] = _load(e["dataset_path"])
-    if not subsets:
-        raise ValueError("failure_scores is set but failure_subsets is empty: list the strategies' selected subsets")
-    return failure_identification(
-        scored,
-        subsets,
-        "score",
-        model=args.failure_model_name,
-        id_column=args.id_column,
-        mos_column=args.mos_column,
-        group_column=args.group_column,
-        domains=args.domains,
-        include_full=args.include_full_pool,
-        n_bootstrap=args.n_bootstrap,
-        confidence=args.confidence,
-        seed=args.seed,
-        progress=args.n_bootstrap > 0,
-    )
-
-
-def _print_notes(rows: list[dict[str, Any]], key: str) -> None:
-    for r in rows:
-        if r["n_nan"]:
-            print(f"note: {r[key]} on {r['domain']}: {r['n_nan']} NaN score(s) (parse failures) dropped")
-        if r["plcc_fit"] != "logistic":
-            print(
-                f"note: {r[key]} on {r['domain']}: logistic fit failed, PLCC on raw scores ({r['plcc_fit_message']})"
-            )
+def _correlation_kwargs(args: EvaluateArguments) -> dict[str, Any]:
+    return {
+        "domains": args.domains,
+        "id_column": args.id_column,
+        "group_column": args.group_column,
+        "mos_column": args.mos_column,
+        "n_bootstrap": args.n_bootstrap,
+        "confidence": args.confidence,
+        "seed": args.seed,
+        "progress": args.n_bootstrap > 0,
+    }
 
 
 def main(args: EvaluateArguments) -> dict[str, dict[str, Path]]:
@@ -196,7 +91,7 @@ def main(args: EvaluateArguments) -> dict[str, dict[str, Path]]:
         raise ValueError("Nothing to evaluate: set `models` and/or `failure_scores` in the config.")
     written = {}
     if args.models:
-        rows = correlation_table(args)
+        rows = correlation_rows(args.models, split=args.split, **_correlation_kwargs(args))
         written["correlation_table"] = write_tables(
             rows,
             args.output_dir,
@@ -208,9 +103,16 @@ def main(args: EvaluateArguments) -> dict[str, dict[str, Path]]:
             digits=args.digits,
         )
         print(written["correlation_table"]["md"].read_text())
-        _print_notes(rows, "model")
+        for note in fit_notes(rows, "model"):
+            print(note)
     if args.failure_scores:
-        rows = failure_table(args)
+        rows = failure_rows(
+            args.failure_scores,
+            args.failure_subsets,
+            model=args.failure_model_name,
+            include_full=args.include_full_pool,
+            **_correlation_kwargs(args),
+        )
         written["failure_identification"] = write_tables(
             rows,
             args.output_dir,
@@ -223,9 +125,18 @@ def main(args: EvaluateArguments) -> dict[str, dict[str, Path]]:
             digits=args.digits,
         )
         print(written["failure_identification"]["md"].read_text())
-        _print_notes(rows, "strategy")
+        for note in fit_notes(rows, "strategy"):
+            print(note)
     for name, paths in written.items():
         print(f"{name}: " + ", ".join(str(p) for p in paths.values()))
+    entries = [*(args.models or []), *(args.failure_scores or []), *(args.failure_subsets or [])]
+    write_provenance(
+        args.output_dir,
+        recipe="evaluate_models",
+        arguments=[args],
+        summary={"tables": {name: sorted(p.name for p in paths.values()) for name, paths in written.items()}},
+        inputs=list(dict.fromkeys(e.get("dataset_path") for e in entries)),
+    )
     return written
 
 

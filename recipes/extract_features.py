@@ -36,7 +36,7 @@ from mds_vqa.features import (
     merge_features,
     parse_num_frames,
 )
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
+from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
 from mds_vqa.log import setup_logging
 from mds_vqa.resumable import InitialFailuresError, data_parallel_state, gather_summaries, load_failures
 
@@ -159,6 +159,7 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
         "processes": totals["processes"],
     }
     (out / "feature_extraction.json").write_text(json.dumps(meta, indent=2))
+    write_provenance(out, recipe="extract_features", arguments=[args, hub_args], summary=meta, inputs=[args.pool_path])
     failures = load_failures(work_dir)
     print(
         f"Saved {len(ds)} videos with {args.features_column!r} ({num_frames} frames x {dim}, {args.model_name}"

@@ -24,7 +24,13 @@ from trl import TrlParser
 from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
 from mds_vqa.data import normalize_mos
 from mds_vqa.grpo import VideoGRPOConfig, VideoGRPOTrainer
-from mds_vqa.hub import HubPushError, TrainerHubArguments, hub_arguments_for_trainer, publish_adapter
+from mds_vqa.hub import (
+    HubPushError,
+    TrainerHubArguments,
+    hub_arguments_for_trainer,
+    publish_adapter,
+    write_provenance,
+)
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.prompts import get_prompt
@@ -103,10 +109,7 @@ def main(
     train_metrics = train_and_save(trainer, training_args.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"Saved the fine-tuned adapter to {training_args.output_dir}")
-        publish_adapter(
-            training_args.output_dir,
-            hub,
-            kind="grpo",
+        card = dict(  # what the model card says, recorded in provenance.json
             base_model=model_args.model_name_or_path,
             datasets=(hub_card.card_datasets if hub_card else None) or [],
             source_data=", ".join(script_args.dataset_paths),
@@ -120,7 +123,16 @@ def main(
                 "reward functions": ", ".join(script_args.reward_funcs),
                 "seed": training_args.seed,
             },
+            tags=list(trainer.model.model_tags or []),
         )
+        write_provenance(
+            training_args.output_dir,
+            recipe="finetune",
+            arguments=[script_args, training_args, model_args, sampling, hub_card],
+            summary={**card, "train_metrics": train_metrics},
+            inputs=script_args.dataset_paths,
+        )
+        publish_adapter(training_args.output_dir, hub)
     return train_metrics
 
 

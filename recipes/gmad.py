@@ -33,17 +33,16 @@ from datasets import load_from_disk
 from trl import TrlParser
 
 from mds_vqa.gmad import (
+    draw_pair_pictures,
     gmad_competition,
-    pair_figure,
     read_2afc_answers,
-    safe_name,
     study_dataset,
     summarize_2afc,
     write_summary,
 )
+from mds_vqa.hub import write_provenance
 from mds_vqa.log import setup_logging
-from mds_vqa.resumable import ResumableRun, load_failures
-from mds_vqa.video import read_frames
+from mds_vqa.scored import aligned_scores
 
 logger = logging.getLogger("mds_vqa.gmad")
 
@@ -73,50 +72,9 @@ class GmadArguments:
     overwrite: bool = field(default=False, metadata={"help": "Recompute the pairs even if output_dir has them."})
 
 
-def load_scores(args: GmadArguments) -> tuple[dict[str, list[float]], list[str], list[str]]:
-    """Each model's scores aligned on the first model's pool order, the video ids and the video paths."""
-    if not args.models or len(args.models) < 2:
-        raise ValueError("gMAD needs at least two models: set `models` to [{name, dataset_path, column}, ...]")
-    scores: dict[str, list[float]] = {}
-    ids: list[str] = []
-    videos: list[str] = []
-    for i, e in enumerate(args.models):
-        missing = [k for k in ("name", "dataset_path", "column") if not e.get(k)]
-        if missing:
-            raise ValueError(f"models entry {i} ({e}) lacks {missing}")
-        name = str(e["name"])
-        if name in scores:
-            raise ValueError(f"models: the name {name!r} is used twice")
-        path = Path(e["dataset_path"])
-        if not path.exists():
-            raise FileNotFoundError(f"Dataset not found: {path} (score the pool with recipes/score.py first)")
-        ds = load_from_disk(str(path))
-        for col in (e["column"], args.id_column, args.video_column):
-            if col not in ds.column_names:
-                raise KeyError(f"model {name!r}: column {col!r} not in {path} (columns: {ds.column_names})")
-        these = [str(v) for v in ds[args.id_column]]
-        if len(set(these)) != len(these):
-            raise ValueError(f"model {name!r}: duplicate ids in {path}")
-        values = ds[e["column"]]
-        if not ids:
-            ids, videos = these, [str(v) for v in ds[args.video_column]]
-            scores[name] = [np.nan if v is None else float(v) for v in values]
-            continue
-        position = dict(zip(these, range(len(these))))
-        absent = [v for v in ids if v not in position]
-        extra = set(these) - set(ids)
-        if absent or extra:
-            raise ValueError(
-                f"model {name!r} scored a different pool ({path}): {len(absent)} video(s) missing, e.g. {absent[:5]},"
-                f" {len(extra)} extra, e.g. {sorted(extra)[:5]}"
-            )
-        scores[name] = [np.nan if values[position[v]] is None else float(values[position[v]]) for v in ids]
-    return scores, ids, videos
-
-
 def make_pairs(args: GmadArguments, pairs_dir: Path):
     """Run the competition, save the study Dataset and the level report; return the Dataset."""
-    scores, ids, videos = load_scores(args)
+    scores, ids, videos = aligned_scores(args.models, id_column=args.id_column, video_column=args.video_column)
     for name, s in scores.items():
         n_nan = int(np.isnan(s).sum())
         if n_nan:
@@ -124,9 +82,7 @@ def make_pairs(args: GmadArguments, pairs_dir: Path):
     levels = gmad_competition(scores, args.n_levels, band_width=args.band_width, ids=ids)
     out = Path(args.output_dir)
     pd.DataFrame(levels).to_csv(out / "levels.csv", index=False)
-    ds = study_dataset(levels, videos, seed=args.seed)
-    pictures = out / "pictures"
-    ds = ds.add_column("picture", [str(pictures / f"{safe_name(p)}.png") for p in ds["pair_id"]])
+    ds = study_dataset(levels, videos, seed=args.seed, pictures_dir=out / "pictures")
     if pairs_dir.exists():
         shutil.rmtree(pairs_dir)
     ds.save_to_disk(str(pairs_dir))
@@ -141,20 +97,9 @@ def make_pairs(args: GmadArguments, pairs_dir: Path):
 def draw_pictures(ds, args: GmadArguments) -> list[dict[str, Any]]:
     """Draw the missing pictures (resumable); return the failures recorded so far."""
     work_dir = Path(args.output_dir) / "pictures" / "progress"
-
-    def draw(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for row in rows:
-            high, _ = read_frames(row["video_high"], args.num_frames, backend=args.video_backend)
-            low, _ = read_frames(row["video_low"], args.num_frames, backend=args.video_backend)
-            out.append({"picture": str(pair_figure(high, low, row, row["picture"]))})
-        return out
-
-    items = [dict(r) for r in ds]
-    run = ResumableRun(work_dir, draw, batch_size=1, flush_every=1, id_column="pair_id", desc="gMAD pictures")
-    summary = run.run(items)
+    summary, failures = draw_pair_pictures(ds, work_dir, num_frames=args.num_frames, backend=args.video_backend)
     print(f"pictures: {summary.computed} drawn, {summary.skipped_done} already there, {summary.failed} failed")
-    return load_failures(work_dir)
+    return failures
 
 
 def main(args: GmadArguments) -> dict[str, Any]:
@@ -181,6 +126,17 @@ def main(args: GmadArguments) -> dict[str, Any]:
         print(paths["md"].read_text())
         result["summary"] = summary
         result["summary_paths"] = paths
+    write_provenance(
+        out,
+        recipe="gmad",
+        arguments=[args],
+        summary={
+            "pairs": len(ds),
+            "pictures_missing": len(result.get("picture_failures", [])),
+            "summarized": "summary" in result,
+        },
+        inputs=[*(e.get("dataset_path") for e in args.models or []), args.answers],
+    )
     return result
 
 

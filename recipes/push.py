@@ -10,14 +10,15 @@ Usage:
 What the folder is, is detected:
 
 - a PEFT adapter folder (``adapter_config.json``): model card for the failure predictor (``--kind
-  failure-predictor``) or the actively fine-tuned model (``--kind grpo``); the kind is read from the trainer's logs
-  when not given (GRPO logs rewards, the failure-predictor trainer logs ``eval_pairwise_accuracy``);
+  failure-predictor``) or the actively fine-tuned model (``--kind grpo``); the kind is read from the folder's
+  ``provenance.json`` when not given, else from the trainer's logs (GRPO logs rewards, the failure-predictor trainer
+  logs ``eval_pairwise_accuracy``);
 - a Dataset saved with ``save_to_disk``: dataset card of a selected subset, scored pool, feature Dataset or pool,
-  told apart by the side file its recipe wrote (``selection.json``, ``scoring_summary.json``,
-  ``feature_extraction.json``);
+  told apart by the recipe named in its ``provenance.json``;
 - a folder staged earlier (its README.md card is tagged ``mds-vqa``): pushed as it is.
 
-The staged copy goes to ``--stage_dir`` (default ``<artifact_dir>.hub``) and stays there whatever happens to the
+Either card takes its facts (settings, training, command) from the folder's ``provenance.json``, as when the recipe
+published it. The staged copy goes to ``--stage_dir`` (default ``<artifact_dir>.hub``) and stays there whatever happens to the
 upload. This script pushes by default; ``--push_to_hub false`` only stages.
 """
 
@@ -38,12 +39,14 @@ from mds_vqa.hub import (
     HubArguments,
     HubPushError,
     Published,
+    adapter_kind,
+    detect_artifact,
     failure_predictor_eval_rows,
-    is_staged_repository,
     publish_adapter,
     publish_dataset,
     push_to_hub,
     read_card_metadata,
+    read_provenance,
     reproduce_command,
 )
 from mds_vqa.log import setup_logging
@@ -88,39 +91,6 @@ class PushArguments:
     pretty_name: str | None = field(default=None, metadata={"help": "Title of a Dataset card."})
 
 
-def detect_artifact(folder: Path) -> str:
-    """``"staged"``, ``"adapter"`` or ``"dataset"``; a clear error for anything else."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Artifact folder not found: {folder}")
-    if is_staged_repository(folder):
-        return "staged"
-    if (folder / "adapter_config.json").is_file():
-        return "adapter"
-    if (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file():
-        return "dataset"
-    raise ValueError(
-        f"{folder} is neither a PEFT adapter folder (adapter_config.json), a Dataset saved with save_to_disk "
-        "(state.json / dataset_dict.json), nor a folder staged by mds-vqa (README.md tagged mds-vqa)."
-    )
-
-
-def adapter_kind(folder: Path) -> str:
-    """The adapter kind recorded by its trainer's logs (``trainer_state.json``)."""
-    state = folder / "trainer_state.json"
-    keys: set[str] = set()
-    if state.is_file():
-        for entry in json.loads(state.read_text()).get("log_history", []):
-            keys.update(entry)
-    if any("reward" in k for k in keys):
-        return "grpo"
-    if "eval_pairwise_accuracy" in keys:
-        return "failure-predictor"
-    raise ValueError(
-        f"Cannot tell whether {folder} holds a failure predictor or an actively fine-tuned adapter: pass --kind "
-        "failure-predictor or --kind grpo."
-    )
-
-
 def _eval_rows(args: PushArguments) -> list[dict[str, Any]]:
     path = Path(args.eval_results)
     if not path.is_file():
@@ -134,6 +104,13 @@ def _eval_rows(args: PushArguments) -> list[dict[str, Any]]:
         if not rows:
             raise ValueError(f"{path} has no row for model {args.eval_model!r}")
     return rows
+
+
+def _recorded_evals(folder: Path) -> bool:
+    """True when the folder's provenance record already holds its recipe's evaluation rows (named after the held-out
+    domains, which eval_results.json does not record)."""
+    record = read_provenance(folder)
+    return record is not None and bool(record.summary.get("eval_results"))
 
 
 def main(args: PushArguments, hub_args: HubArguments) -> Published:
@@ -158,7 +135,7 @@ def main(args: PushArguments, hub_args: HubArguments) -> Published:
         print(f"Pushed {folder} to {pushed.repo_url} ({pushed.commit_url})")
         return Published(stage_dir=folder, pushed=pushed)
     hub_args.stage_dir = str(hub_args.stage_dir_for(folder))
-    # This run publishes the artifact, it did not produce it: the card shows no command rather than this one.
+    # This run publishes the artifact, it did not produce it: the card shows the recorded command, else none.
     provenance = {
         "command": None,
         "config": None,
@@ -171,7 +148,7 @@ def main(args: PushArguments, hub_args: HubArguments) -> Published:
         eval_rows: list[dict[str, Any]] = []
         if args.eval_results:
             eval_rows = _eval_rows(args)
-        elif kind == "failure-predictor" and (folder / "eval_results.json").is_file():
+        elif kind == "failure-predictor" and (folder / "eval_results.json").is_file() and not _recorded_evals(folder):
             eval_rows = failure_predictor_eval_rows(json.loads((folder / "eval_results.json").read_text()))
         published = publish_adapter(
             folder,

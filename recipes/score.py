@@ -29,7 +29,7 @@ from typing import Any
 from datasets import Dataset, load_from_disk
 from trl import TrlParser
 
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset
+from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.resumable import (
@@ -170,6 +170,13 @@ def main(
             shutil.rmtree(out)
         scored.save_to_disk(str(out))
         (out / "scoring_summary.json").write_text(json.dumps(result, indent=2))
+        write_provenance(
+            out,
+            recipe="score",
+            arguments=[script_args, scoring, sampling, hub_args],
+            summary=result,
+            inputs=[script_args.dataset_path, script_args.adapter],
+        )
         if not script_args.keep_work_dir and result["not_scored"] == 0:
             shutil.rmtree(work_dir)
         msg = f"Scored {result['scored']}/{result['videos']} videos -> {out} (column {col!r})"

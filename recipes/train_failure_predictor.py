@@ -31,6 +31,7 @@ from mds_vqa.hub import (
     failure_predictor_eval_rows,
     hub_arguments_for_trainer,
     publish_adapter,
+    write_provenance,
 )
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
@@ -143,10 +144,7 @@ def main(
         print(f"Saved the failure-predictor adapter to {training_args.output_dir}")
         domains = sorted(set(evaluation["dataset"])) if evaluation is not None else []
         held_out = script_args.eval_split or f"held-out {script_args.eval_size:.0%} of the source"
-        published = publish_adapter(
-            training_args.output_dir,
-            hub,
-            kind="failure-predictor",
+        card = dict(  # what the model card says, recorded in provenance.json
             base_model=model_args.model_name_or_path,
             datasets=(hub_card.card_datasets if hub_card else None) or [],
             source_data=script_args.dataset_path,
@@ -169,7 +167,16 @@ def main(
             prompt_variant=training_args.prompt_variant,
             answer_prefix=training_args.answer_prefix,
             sampling=asdict(sampling),
+            tags=list(trainer.model.model_tags or []),
         )
+        write_provenance(
+            training_args.output_dir,
+            recipe="train_failure_predictor",
+            arguments=[script_args, training_args, model_args, sampling, hub_card],
+            summary={**card, "eval_metrics": metrics},
+            inputs=[script_args.dataset_path],
+        )
+        published = publish_adapter(training_args.output_dir, hub)
         if published is not None:
             print(f"Staged the adapter with its model card -> {published.stage_dir}")
             if published.pushed is not None:

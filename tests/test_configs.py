@@ -84,3 +84,14 @@ def test_an_unknown_field_in_a_config_is_refused_naming_it(tmp_path):
     bad.write_text((CONFIGS / "demo" / "failure_predictor.yaml").read_text() + "\nlearning_rat: 0.05\n")  # a typo
     with pytest.raises(ValueError, match="learning_rat"):
         load_recipe("train_failure_predictor").make_parser().parse_args_and_config(["--config", str(bad)])
+
+
+RECIPES = sorted(p.stem for p in (CONFIGS.parent).glob("*.py"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_prints_its_help(recipe):
+    parser = load_recipe(recipe).make_parser()
+    text = parser.format_help()  # what `python recipes/<recipe>.py --help` prints (a stray % in a help text raises)
+    assert text.startswith("usage:")
+    assert all(f"--{name}" in text for name in _field_names(parser))

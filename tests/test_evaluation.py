@@ -31,6 +31,7 @@ from mds_vqa.evaluation import (
     wide_table,
     write_tables,
 )
+from mds_vqa.hub import read_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -306,6 +307,9 @@ def test_evaluate_recipe_writes_both_tables_from_the_demo_config(tmp_path):
     assert sum(r["n"] for r in all_rows) == len(pool)  # the failure table uses the whole pool, every split
     for paths in written.values():
         assert all(p.exists() for p in paths.values())
+    record = read_provenance(tmp_path / "out")
+    assert record.recipe == "evaluate_models" and set(record.summary["tables"]) == set(written)
+    assert [i["path"] for i in record.inputs] == [str(tmp_path / n) for n in ("base", "ft", "sel_a", "sel_b")]
 
 
 def test_evaluate_recipe_reports_missing_inputs_clearly(tmp_path):

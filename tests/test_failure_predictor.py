@@ -13,6 +13,7 @@ from mds_vqa.failure_predictor import (
     failure_metrics,
     in_batch_pairs,
 )
+from mds_vqa.hub import read_provenance
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, lora_config, prepare_inputs
 from mds_vqa.prompts import DIFFICULTY_PROMPT_DIRECT
 from mds_vqa.scoring import digit_token_ids, expectation_scores
@@ -218,6 +219,10 @@ def test_recipe_trains_saves_an_adapter_and_resumes_from_its_checkpoint(tmp_path
     out = Path(args.output_dir)
     assert (out / "adapter_config.json").exists() and (out / "checkpoint-4").is_dir()
     assert 0.0 <= metrics["eval_pairwise_accuracy"] <= 1.0 and "eval_srcc" in metrics
+    record = read_provenance(out)
+    assert record.recipe == "train_failure_predictor" and record.inputs[0]["path"] == str(tmp_path / "scored")
+    assert record.summary["eval_metrics"]["eval_pairwise_accuracy"] == metrics["eval_pairwise_accuracy"]
+    assert set(record.summary["tags"]) == {"mds-vqa", "failure-predictor"}  # the trainer tagged the model
     # resume: asking for more steps continues from checkpoint-4 instead of starting over
     args = _config(tmp_path, max_steps=6, save_strategy="steps", save_steps=2, per_device_train_batch_size=4)
     recipe.main(script, args, model_args, SAMPLING)

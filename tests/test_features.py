@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from mds_vqa.features import (
     parse_num_frames,
     save_open_clip,
 )
+from mds_vqa.hub import read_provenance, write_provenance
 from mds_vqa.loading import load_pool
 from mds_vqa.resumable import load_failures
 from mds_vqa.testing import Distortion, make_video_pool, register_tiny_open_clip
@@ -199,9 +199,13 @@ def test_extract_then_select_recipes_write_features_subset_and_report(assets, tm
     )
     ds = load_from_disk(str(out))
     assert ds.features[FEATURES_COLUMN].shape == (None, 32) and missing_feature_rows(ds) == [NUM_VIDEOS - 1]
+    record = read_provenance(out)
+    assert record.recipe == "extract_features" and record.summary["num_frames"] == 4 and record.summary["dim"] == 32
+    assert record.inputs == [{"path": assets["pool_path"], "provenance": None}]
+    assert record.arguments["ExtractFeaturesArguments"]["model_name"] == assets["model_name"]
     ds = ds.add_column("difficulty", [float(x) for x in np.linspace(1, 5, len(ds))])
     ds.save_to_disk(str(tmp_path / "scored"))
-    shutil.copy(out / "feature_extraction.json", tmp_path / "scored")  # keep the provenance of the features
+    write_provenance(tmp_path / "scored", recipe="candidates", inputs=[out])  # embeds how the features were made
 
     select = load_recipe("select_subset")
     args = select.SelectArguments(pool_path=str(tmp_path / "scored"), output_dir=str(tmp_path / "sel"), budget="3")
@@ -217,6 +221,10 @@ def test_extract_then_select_recipes_write_features_subset_and_report(assets, tm
     report = (sel_dir / "report.md").read_text()
     assert "feature_map.png" in report and "difficulty.png" in report and "corrupt" in report
     assert (sel_dir / "feature_map.png").stat().st_size > 0 and (sel_dir / "difficulty.png").stat().st_size > 0
+    record = read_provenance(sel_dir)
+    assert record.recipe == "select_subset" and record.summary["selected"] == 3 and record.summary["strategy"] == "mds"
+    assert record.inputs[0]["path"] == str(tmp_path / "scored")
+    assert record.nearest("extract_features").summary["num_frames"] == 4
     with pytest.raises(FileExistsError):
         select.main(args)
 

@@ -24,6 +24,7 @@ from mds_vqa.gmad import (
     summarize_2afc,
     write_summary,
 )
+from mds_vqa.hub import read_provenance
 from mds_vqa.testing import Distortion, make_video_pool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,6 +249,9 @@ def test_gmad_recipe_writes_pairs_pictures_and_summary(tmp_path):
     result = recipe.main(dataclasses.replace(args, answers=str(tmp_path / "answers.csv")))
     assert set(result["summary"].ranking["model"]) == {"sharpness", "cleanliness"}
     assert (tmp_path / "out/gmad_summary.md").exists() and (tmp_path / "out/gmad_matrices.png").exists()
+    record = read_provenance(tmp_path / "out")
+    assert record.recipe == "gmad" and record.summary["pairs"] == len(pairs) and record.summary["summarized"]
+    assert [i["path"] for i in record.inputs] == [str(sharp), str(clean), str(tmp_path / "answers.csv")]
 
 
 def test_gmad_recipe_rejects_models_scoring_different_pools(tmp_path):

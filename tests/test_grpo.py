@@ -227,6 +227,11 @@ def test_two_grpo_steps_save_an_adapter_that_peft_loads(tmp_path, tiny_model_dir
     state = json.loads((out / "trainer_state.json").read_text())
     logged = [e for e in state["log_history"] if "reward" in e]
     assert len(logged) == 2 and all("rewards/thurstone_reward/mean" in e for e in logged)
+    from mds_vqa.hub import read_provenance
+
+    record = read_provenance(out)
+    assert record.recipe == "finetune" and "trl" in record.summary["tags"]
+    assert [i["path"] for i in record.inputs] == pools
     base, _ = load_model_and_processor(tiny_model_dir, dtype="float32")
     loaded = PeftModel.from_pretrained(base, str(out))
     assert any("lora_A" in n for n, _ in loaded.named_parameters())

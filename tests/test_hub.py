@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import httpx2
@@ -33,15 +34,18 @@ from mds_vqa.hub import (
     TrainerHubArguments,
     adapter_model_card,
     dataset_provenance,
+    detect_artifact,
     hub_arguments_for_trainer,
     publish_adapter,
     publish_dataset,
     push_to_hub,
     read_adapter_config,
     read_card_metadata,
+    read_provenance,
     redact,
     reproduce_command,
     stage_dataset,
+    write_provenance,
 )
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, lora_config
 from mds_vqa.prompts import _ANSWER_RE, _NUMBER_RE, DIFFICULTY_PROMPT_DIRECT, SCORING_PROMPT, SCORING_PROMPT_DIRECT
@@ -140,17 +144,18 @@ def adapter(tmp_path_factory, tiny_model_dir, video_dir):
 
 def _selection(tmp_path: Path, *, upstream_pool_path: bool = True) -> Path:
     """A selected subset saved by recipes/select_subset.py's layout, with the provenance chain of its pool: the feature
-    Dataset (feature_extraction.json) made from the pool scored by g (scoring_summary.json)."""
+    Dataset (recipe extract_features) made from the pool scored by g (recipe score), each record embedded in the
+    next."""
     scored = tmp_path / "scored_g"
     scored.mkdir()
     summary = {"dataset_path": "pools/target", "model": BASE, "adapter": "me/mds-vqa-g", "score_column": "difficulty"}
-    (scored / "scoring_summary.json").write_text(json.dumps(summary))
+    write_provenance(scored, recipe="score", summary=summary, inputs=["pools/target"])
     features = tmp_path / "features"
     features.mkdir()
     meta = {"model_name": "ViT-B-32", "pretrained": "openai", "num_frames": 8, "dim": 4, "missing": []}
     if upstream_pool_path:
         meta["pool_path"] = str(scored)
-    (features / "feature_extraction.json").write_text(json.dumps(meta))
+    write_provenance(features, recipe="extract_features", summary=meta, inputs=[meta.get("pool_path")])
     feats = Features(
         {
             **POOL_FEATURES,
@@ -191,6 +196,7 @@ def _selection(tmp_path: Path, *, upstream_pool_path: bool = True) -> Path:
         "selected": 3,
     }
     (out / "selection.json").write_text(json.dumps(record))
+    write_provenance(out, recipe="select_subset", summary=record, inputs=[str(features)])
     (out / "report.md").write_text("# Selection report\n")
     return out
 
@@ -306,6 +312,7 @@ def test_staged_dataset_loads_with_load_dataset_with_the_same_rows_and_columns(t
     stage = published.stage_dir
     assert sorted(p.name for p in (stage / "data").iterdir()) == ["train-00000-of-00001.parquet"]
     assert (stage / "selection.json").is_file() and (stage / "report.md").is_file()
+    assert read_provenance(stage) == read_provenance(source)  # the record travels with the data
     assert not (stage / "state.json").exists() and not list(stage.glob("*.arrow"))
     back = load_dataset(str(stage), split="train", cache_dir=str(tmp_path / "cache"))
     _assert_same_table(load_from_disk(str(source)), back)
@@ -432,7 +439,13 @@ def test_push_of_a_dataset_goes_to_a_dataset_repo_on_main(tmp_path, monkeypatch)
     upload = api.calls[1][1]
     assert upload["repo_type"] == "dataset" and upload["revision"] is None
     assert upload["commit_message"] == "Upload mds-vqa selected-subset (3 rows) with its dataset card"
-    assert upload["files"] == ["README.md", "data/train-00000-of-00001.parquet", "report.md", "selection.json"]
+    assert upload["files"] == [
+        "README.md",
+        "data/train-00000-of-00001.parquet",
+        "provenance.json",
+        "report.md",
+        "selection.json",
+    ]
 
 
 def test_a_refused_push_keeps_the_staged_folder_and_says_where_it_is(tmp_path, monkeypatch):
@@ -561,6 +574,9 @@ def test_build_pool_recipe_stages_the_pool_with_its_card(tmp_path, video_dir):
         test_size=0.34,
     )  # fmt: skip
     out = build_pool.main(args, HubArguments(stage_dir=str(tmp_path / "stage")))
+    record = read_provenance(out)
+    assert record.recipe == "build_pool" and record.arguments["BuildPoolArguments"]["dataset_name"] == "toy"
+    assert record.summary["videos"] == len(rows) and [i["path"] for i in record.inputs] == [str(table), str(folder)]
     back = load_dataset(str(tmp_path / "stage"), split="train", cache_dir=str(tmp_path / "cache"))
     _assert_same_table(load_from_disk(str(out)), back)
     body = (tmp_path / "stage" / "README.md").read_text()
@@ -596,6 +612,9 @@ def test_score_recipe_stages_the_scored_pool_with_its_card(tmp_path, tiny_model_
     back = load_dataset(str(stage), split="train", cache_dir=str(tmp_path / "cache"))
     _assert_same_table(load_from_disk(str(tmp_path / "scored")), back)
     assert (stage / "scoring_summary.json").is_file()
+    record = read_provenance(tmp_path / "scored")
+    assert record.recipe == "score" and record.summary["scored"] == 3
+    assert record.inputs == [{"path": str(tmp_path / "pool"), "provenance": None}]
     body = (stage / "README.md").read_text()
     assert "scored-pool" in read_card_metadata(stage)["tags"]
     assert "| Prompt task | difficulty |" in body and "| Score column | difficulty |" in body
@@ -639,6 +658,12 @@ def test_failure_predictor_recipe_stages_an_adapter_that_scores_like_its_output_
     meta = _yaml_metadata(stage / "README.md")
     assert meta["library_name"] == "peft" and meta["datasets"] == ["me/sdr-source"]
     assert "failure-predictor" in meta["tags"]
+    record = read_provenance(tmp_path / "g")
+    assert record.recipe == "train_failure_predictor" and record.inputs[0]["path"] == str(tmp_path / "scored")
+    # the trainer tags the model as TRL's trainers do: PEFT's README in the output folder and the record carry them
+    assert {"mds-vqa", "failure-predictor"} <= set(read_card_metadata(tmp_path / "g")["tags"])
+    assert set(record.summary["tags"]) == {"mds-vqa", "failure-predictor"}
+    assert detect_artifact(tmp_path / "g") == "adapter"  # a trainer's output folder never passes for a staged one
     assert math.isfinite(metrics["eval_srcc"])  # seeded run: g does not tie on the 3 held-out videos
     index = {m["type"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
     assert index == pytest.approx(
@@ -691,3 +716,24 @@ def test_push_recipe_detects_what_a_folder_is_and_pushes_a_staged_one_as_it_is(a
         )
     assert str(published.stage_dir) in str(err.value)
     assert sorted(p.name for p in published.stage_dir.iterdir()) == before
+
+
+def test_push_recipe_publishes_an_adapter_with_the_facts_its_recipe_recorded(adapter, tmp_path):
+    push = load_recipe("push")
+    folder = tmp_path / "ft"
+    shutil.copytree(adapter[0], folder)  # no trainer logs: the kind comes from the record
+    summary = {
+        "base_model": BASE,
+        "source_data": "pools/src, pools/rated",
+        "training": {"num_generations": 4, "beta": 0.04},
+        "tags": ["trl", "grpo", "mds-vqa", "video-quality-assessment"],
+        "train_metrics": {"train_runtime": 1.0},
+    }
+    write_provenance(folder, recipe="finetune", summary=summary, argv=["recipes/finetune.py", "--beta", "0.04"])
+    published = push.main(push.PushArguments(artifact_dir=str(folder)), HubArguments(stage_dir=str(tmp_path / "s")))
+    meta = read_card_metadata(published.stage_dir)
+    assert meta["base_model"] == BASE
+    assert meta["tags"] == ["video-quality-assessment", "mds-vqa", "lora", "grpo", "trl"]  # the trainer's tags too
+    body = (published.stage_dir / "README.md").read_text()
+    assert "| beta | 0.04 |" in body and "- source data: `pools/src, pools/rated`" in body
+    assert "python recipes/finetune.py --beta 0.04" in body and f"Published from `{folder}`" in body

@@ -7,6 +7,7 @@ from conftest import load_recipe  # noqa: E402
 from datasets import Dataset, load_from_disk
 
 from mds_vqa.data import POOL_FEATURES
+from mds_vqa.hub import read_provenance
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, prepare_inputs
 from mds_vqa.prompts import DIFFICULTY_PROMPT_DIRECT, SCORING_PROMPT
 from mds_vqa.scoring import ScoringConfig, digit_token_ids, expectation_scores, generate_scores, score_videos
@@ -215,6 +216,10 @@ def test_score_recipe_records_an_unreadable_video_and_scores_the_rest(tmp_path, 
     assert ds["difficulty"][2] is None and "broken.mp4" in ds["difficulty_error"][2]
     assert all(isinstance(s, float) for i, s in enumerate(ds["difficulty"]) if i != 2)
     assert (tmp_path / "scored" / "scoring_summary.json").exists()
+    record = read_provenance(tmp_path / "scored")
+    assert record.recipe == "score" and record.summary == summary  # scoring_summary.json's content
+    assert record.inputs == [{"path": str(tmp_path / "pool"), "provenance": None}]
+    assert record.arguments["ScoringConfig"]["task"] == "difficulty" and "VideoSamplingConfig" in record.arguments
 
 
 def test_score_recipe_strict_mode_stops_at_the_unreadable_video(tmp_path, tiny_model_dir, video_dir):

@@ -1,4 +1,5 @@
-"""Chamfer distance between the frame-feature sets of videos, and one video against a whole pool in one pass.
+"""Chamfer distance between the frame-feature sets of videos, one video against a whole pool in one pass, and the
+diversity of a selection.
 
 A video is a set of frame features ``F_x`` (``m × d``, L2-normalised open_clip image features). Following the paper,
 
@@ -12,53 +13,38 @@ frames. The pool is walked in chunks of whole videos (≤ 4 M distances each on 
 
 Distances use ``‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b`` in float32: about 1e-6 off the exact value for distances of order 1,
 and up to ≈ 3e-4 for (near-)identical frames, where the expansion cancels to rounding noise.
+
+:func:`marginal_diversity` gives, for an ordered selection, each pick's mean distance to the picks before it (the
+term λ multiplies in the MDS score); :func:`mean_pairwise_distance` the selection's mean distance over all pairs.
+:class:`FramePool` lives in :mod:`mds_vqa.frame_pool`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["FramePool", "chamfer_distance", "chamfer_many_vs_all", "chamfer_one_vs_all", "default_chunk_frames"]
+from .frame_pool import FramePool, as_tensor
 
-_MAX_LISTED = 20
-_STORAGE_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-
-def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"Pool storage dtype must be float32, float16 or bfloat16, got {dtype}")
-        return dtype
-    if dtype not in _STORAGE_DTYPES:
-        raise ValueError(f"Unknown storage dtype {dtype!r}; expected one of {sorted(_STORAGE_DTYPES)}")
-    return _STORAGE_DTYPES[dtype]
+__all__ = [
+    "FramePool",
+    "chamfer_distance",
+    "chamfer_many_vs_all",
+    "chamfer_one_vs_all",
+    "default_chunk_frames",
+    "marginal_diversity",
+    "mean_pairwise_distance",
+    "resolve_device",
+]
 
 
-def _as_tensor(x, what: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        if x.dtype == object:
-            raise TypeError(f"{what}: an object array cannot be a feature matrix; pass a list of (F_i, d) arrays")
-        x = np.ascontiguousarray(x)
-        with warnings.catch_warnings():  # read-only (memory-mapped Arrow) buffers: shared, never written into
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.from_numpy(x)
-    return torch.as_tensor(np.asarray(x))
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU; anything else as ``torch.device`` reads it."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def default_chunk_frames(device: torch.device | str, num_query_frames: int) -> int:
@@ -73,281 +59,6 @@ def _upcast_rows(device: torch.device, dim: int) -> int:
     return max(1, ((1 << 20) if device.type != "cuda" else (1 << 26)) // max(1, dim))
 
 
-class FramePool:
-    """The frame features of ``N`` videos, flattened for batched distance computations.
-
-    Attributes:
-        frames: ``(M, d)`` tensor of all frames, video after video (``M = Σ F_i``), in the storage dtype.
-        lengths: ``(N,)`` int64 frame counts ``F_i`` (on CPU).
-        offsets: ``(N + 1,)`` int64 start of each video in ``frames`` (on CPU).
-        sq_norms: ``(M,)`` float32 squared norms of the stored frames.
-        uniform_length: ``F`` when every video has the same number of frames (fast path), else ``None``.
-
-    Build one with :meth:`from_features` from a ``(N, F, d)`` tensor/array or a list of ``(F_i, d)`` arrays.
-    """
-
-    def __init__(self, frames: torch.Tensor, lengths: torch.Tensor | Sequence[int]):
-        lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
-        if frames.ndim != 2:
-            raise ValueError(f"frames must be a (M, d) matrix, got shape {tuple(frames.shape)}")
-        if lengths.ndim != 1 or lengths.numel() == 0:
-            raise ValueError("The pool is empty: no video features were given.")
-        if (lengths <= 0).any():
-            bad = torch.nonzero(lengths <= 0).flatten()[:_MAX_LISTED].tolist()
-            raise ValueError(f"Videos without any frame feature at rows {bad}")
-        if int(lengths.sum()) != frames.shape[0]:
-            raise ValueError(f"lengths sum to {int(lengths.sum())} frames but frames has {frames.shape[0]} rows")
-        if frames.shape[1] == 0:
-            raise ValueError("Frame features have dimension 0")
-        if frames.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"frames must be float32, float16 or bfloat16, got {frames.dtype}")
-        self._set_layout(frames, lengths)
-        self._check_finite()
-        self.sq_norms = self._squared_norms()
-
-    def _set_layout(self, frames: torch.Tensor, lengths: torch.Tensor) -> None:
-        """Frames, lengths, offsets, the uniform length and empty caches (no validation)."""
-        self.frames = frames.contiguous()
-        self.lengths = lengths
-        self.offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
-        torch.cumsum(lengths, 0, out=self.offsets[1:])
-        first = int(lengths[0])
-        self.uniform_length: int | None = first if bool((lengths == first).all()) else None
-        self._video_of_frame: torch.Tensor | None = None
-        self._distance_bounds: torch.Tensor | None = None
-        self._bounds_cache: dict[int, list[tuple[int, int, int, int]]] = {}
-
-    # -- construction --------------------------------------------------------------------------------------------
-    @classmethod
-    def from_features(
-        cls,
-        features,
-        *,
-        dtype: str | torch.dtype | None = None,
-        device: str | torch.device | None = None,
-    ) -> FramePool:
-        """A pool from ``(N, F, d)`` features (tensor or array) or a sequence of ``(F_i, d)`` matrices.
-
-        ``dtype`` is the storage dtype (``float32`` by default; ``float16``/``bfloat16`` halve the memory and the
-        bytes read per pass, distances are still computed in float32). A float32 contiguous input on the target
-        device is used without a copy. Raises ``ValueError`` on an empty pool, a video without frames, features of
-        different dimensions or non-finite values (naming the rows).
-        """
-        if isinstance(features, FramePool):
-            return features.to(device=device, dtype=dtype)
-        storage = _as_dtype(dtype)
-        if isinstance(features, torch.Tensor) or (isinstance(features, np.ndarray) and features.dtype.kind != "O"):
-            t = _as_tensor(features, "features")
-            if t.ndim == 2:
-                raise ValueError(
-                    "features is a 2-D matrix: pass (N, F, d) for N videos of F frames, or a list of (F_i, d)"
-                )
-            if t.ndim != 3:
-                raise ValueError(f"features must be (N, F, d), got shape {tuple(t.shape)}")
-            if t.shape[0] == 0:
-                raise ValueError("The pool is empty: no video features were given.")
-            if t.shape[1] == 0:
-                raise ValueError("Every video has 0 frame features (features shape has F = 0)")
-            n, f, d = t.shape
-            frames = t.reshape(n * f, d).to(device=device or t.device, dtype=storage)
-            return cls(frames, torch.full((n,), f, dtype=torch.int64))
-        items = list(features)
-        if not items:
-            raise ValueError("The pool is empty: no video features were given.")
-        mats = []
-        dim = None
-        for i, item in enumerate(items):
-            if item is None:
-                raise ValueError(f"Video {i} has no features (None)")
-            m = _as_tensor(item, f"features[{i}]")
-            if m.ndim == 1:
-                m = m.unsqueeze(0)
-            if m.ndim != 2:
-                raise ValueError(f"Video {i}: features must be (F, d), got shape {tuple(m.shape)}")
-            if m.shape[0] == 0:
-                raise ValueError(f"Video {i} has 0 frame features")
-            if dim is None:
-                dim = m.shape[1]
-            elif m.shape[1] != dim:
-                raise ValueError(
-                    f"Features of different dimensions: video 0 has d = {dim}, video {i} has d = {m.shape[1]}"
-                )
-            mats.append(m)
-        target = torch.device(device) if device is not None else mats[0].device
-        frames = torch.cat([m.to(device=target, dtype=storage) for m in mats])
-        return cls(frames, torch.tensor([m.shape[0] for m in mats], dtype=torch.int64))
-
-    @classmethod
-    def from_flat(
-        cls,
-        frames,
-        lengths,
-        *,
-        dtype: str | torch.dtype | None = None,
-        device: str | torch.device | None = None,
-    ) -> FramePool:
-        """A pool from all frames one video after the other (``(M, d)``, e.g. from
-        :func:`mds_vqa.features.load_feature_column`, read-only memory-mapped arrays included) and per-video counts."""
-        t = _as_tensor(frames, "frames")
-        return cls(t.to(device=device or t.device, dtype=_as_dtype(dtype)), lengths)
-
-    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> FramePool:
-        """This pool on ``device`` with storage ``dtype`` (itself when nothing changes)."""
-        storage = self.frames.dtype if dtype is None else _as_dtype(dtype)
-        target = self.frames.device if device is None else torch.device(device)
-        if storage == self.frames.dtype and target == self.frames.device:
-            return self
-        return FramePool(self.frames.to(device=target, dtype=storage), self.lengths)
-
-    # -- helpers -------------------------------------------------------------------------------------------------
-    def _row_blocks(self, rows: int):
-        for start in range(0, self.frames.shape[0], rows):
-            yield start, self.frames[start : start + rows]
-
-    def _check_finite(self) -> None:
-        rows = max(1, (1 << 20) // self.frames.shape[1])
-        bad_frames: list[int] = []
-        for start, block in self._row_blocks(rows):
-            ok = torch.isfinite(block).all(dim=1)
-            if not bool(ok.all()):
-                bad_frames.extend((torch.nonzero(~ok).flatten() + start).cpu().tolist())
-        if bad_frames:
-            videos = np.unique(np.searchsorted(self.offsets.numpy(), np.asarray(bad_frames), side="right") - 1)
-            raise ValueError(
-                f"Non-finite (NaN or inf) frame features in videos at rows {videos[:_MAX_LISTED].tolist()}"
-            )
-
-    def _squared_norms(self) -> torch.Tensor:
-        out = torch.empty(self.frames.shape[0], dtype=torch.float32, device=self.frames.device)
-        rows = max(1, (1 << 20) // self.frames.shape[1])
-        for start, block in self._row_blocks(rows):
-            b = block.float()
-            torch.sum(b * b, dim=1, out=out[start : start + block.shape[0]])
-        return out
-
-    def __len__(self) -> int:
-        return self.lengths.numel()
-
-    @property
-    def dim(self) -> int:
-        """Feature dimension ``d``."""
-        return self.frames.shape[1]
-
-    @property
-    def device(self) -> torch.device:
-        """Where the frames live."""
-        return self.frames.device
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the frame matrix."""
-        return self.frames.numel() * self.frames.element_size()
-
-    def video(self, i: int) -> torch.Tensor:
-        """The stored ``(F_i, d)`` frames of video ``i`` (a view)."""
-        return self.frames[int(self.offsets[i]) : int(self.offsets[i + 1])]
-
-    def subset(self, indices: Sequence[int] | torch.Tensor) -> FramePool:
-        """A new pool holding videos ``indices`` in that order (copies their frames; no re-validation)."""
-        if isinstance(indices, torch.Tensor):
-            sel = indices.to(device=self.frames.device, dtype=torch.int64).flatten()
-        else:
-            sel = torch.as_tensor([int(i) for i in indices], dtype=torch.int64, device=self.frames.device)
-        if sel.numel() == 0:
-            raise ValueError("subset of an empty index list")
-        if self.uniform_length is not None:
-            f = self.uniform_length
-            frames = self.frames.view(len(self), f, self.dim).index_select(0, sel).reshape(-1, self.dim)
-            sq_norms = self.sq_norms.view(len(self), f).index_select(0, sel).reshape(-1)
-            lengths = torch.full((sel.numel(),), f, dtype=torch.int64)
-        else:
-            idx = sel.cpu().tolist()
-            frames = torch.cat([self.video(i) for i in idx])
-            sq_norms = torch.cat([self.sq_norms[int(self.offsets[i]) : int(self.offsets[i + 1])] for i in idx])
-            lengths = self.lengths[idx]
-        return FramePool._validated(frames, lengths, sq_norms)
-
-    @classmethod
-    def _validated(cls, frames: torch.Tensor, lengths: torch.Tensor, sq_norms: torch.Tensor) -> FramePool:
-        """A pool from parts of an already validated pool (finite frames, matching lengths, their squared norms)."""
-        pool = cls.__new__(cls)
-        pool._set_layout(frames, lengths)
-        pool.sq_norms = sq_norms
-        return pool
-
-    def as_queries(self) -> torch.Tensor | list[torch.Tensor]:
-        """The videos as queries of :func:`chamfer_many_vs_all`: a ``(N, F, d)`` view when every video has ``F``
-        frames, else a list of ``(F_i, d)`` views."""
-        if self.uniform_length is not None:
-            return self.frames.view(len(self), self.uniform_length, self.dim)
-        return [self.video(i) for i in range(len(self))]
-
-    def distance_bounds(self) -> torch.Tensor:
-        """Per video ``v``, a float64 ``a_v`` with ``d_CD(x, y) ≤ a_x + a_y`` for every pair, as computed here.
-
-        With ``μ`` the mean of all frames, ``‖a − b‖ ≤ ‖a − μ‖ + ‖μ − b‖`` gives
-        ``d_CD(x, y) ≤ ½·(mean_x + min_x) + ½·(mean_y + min_y)``, where ``mean_v``/``min_v`` are the mean/min over
-        ``v``'s frames of ``‖f − μ‖``. A margin of ``1e-3·max(1, max‖f‖)`` per video covers the float32 rounding of
-        the computed distances (the square root of a rounding-noise squared distance is ≈ 3e-4 for unit features).
-        One pass over the frames; cached."""
-        if self._distance_bounds is not None:
-            return self._distance_bounds
-        device = self.frames.device
-        rows = max(1, (1 << 20) // self.dim)
-        total = torch.zeros(self.dim, dtype=torch.float64, device=device)
-        for _, block in self._row_blocks(rows):
-            total += block.float().sum(dim=0, dtype=torch.float64)
-        mu = (total / self.frames.shape[0]).float()
-        radius = torch.empty(self.frames.shape[0], dtype=torch.float64, device=device)
-        for start, block in self._row_blocks(rows):
-            radius[start : start + block.shape[0]] = torch.linalg.vector_norm(block.float() - mu, dim=1)
-        n = len(self)
-        if self.uniform_length is not None:
-            per = radius.view(n, self.uniform_length)
-            mean, low = per.mean(dim=1), per.amin(dim=1)
-        else:
-            seg = self.video_of_frame()
-            counts = self.lengths.to(device=device, dtype=torch.float64)
-            mean = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, seg, radius) / counts
-            low = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
-            low.scatter_reduce_(0, seg, radius, reduce="amin", include_self=True)
-        margin = 1e-3 * max(1.0, float(self.sq_norms.max().sqrt()))
-        self._distance_bounds = 0.5 * (mean + low) + margin
-        return self._distance_bounds
-
-    def video_of_frame(self) -> torch.Tensor:
-        """``(M,)`` int64: the video each frame belongs to (on the pool's device)."""
-        if self._video_of_frame is None:
-            self._video_of_frame = torch.repeat_interleave(
-                torch.arange(len(self), device=self.frames.device), self.lengths.to(self.frames.device)
-            )
-        return self._video_of_frame
-
-    def chunk_bounds(self, chunk_frames: int) -> list[tuple[int, int, int, int]]:
-        """``(video_start, video_end, frame_start, frame_end)`` chunks of whole videos with ≤ ``chunk_frames`` frames
-        each (a video longer than that is a chunk of its own)."""
-        if chunk_frames in self._bounds_cache:
-            return self._bounds_cache[chunk_frames]
-        n = len(self)
-        bounds = []
-        if self.uniform_length is not None:
-            f = self.uniform_length
-            per = max(1, chunk_frames // f)
-            for v0 in range(0, n, per):
-                v1 = min(n, v0 + per)
-                bounds.append((v0, v1, v0 * f, v1 * f))
-        else:
-            offsets = self.offsets.numpy()
-            v0 = 0
-            while v0 < n:
-                v1 = int(np.searchsorted(offsets, offsets[v0] + chunk_frames, side="right")) - 1
-                v1 = min(n, max(v1, v0 + 1))
-                bounds.append((v0, v1, int(offsets[v0]), int(offsets[v1])))
-                v0 = v1
-        self._bounds_cache[chunk_frames] = bounds
-        return bounds
-
-
 def chamfer_distance(a, b) -> torch.Tensor:
     """Chamfer distance between two frame-feature sets ``a`` (``m × d``) and ``b`` (``n × d``), exactly as defined
     in the paper: ``½·(mean_a min_b ‖a − b‖ + mean_b min_a ‖a − b‖)`` with Euclidean distances.
@@ -355,8 +66,8 @@ def chamfer_distance(a, b) -> torch.Tensor:
     Distances are computed from differences (no ``‖a‖² + ‖b‖² − 2a·b`` expansion), in float64 when either input is
     float64, else float32. Returns a 0-d tensor.
     """
-    a = _as_tensor(a, "a")
-    b = _as_tensor(b, "b")
+    a = as_tensor(a, "a")
+    b = as_tensor(b, "b")
     for name, t in (("a", a), ("b", b)):
         if t.ndim != 2:
             raise ValueError(f"{name} must be a (frames, d) matrix, got shape {tuple(t.shape)}")
@@ -415,83 +126,148 @@ def chamfer_many_vs_all(
     if not isinstance(pool, FramePool):
         pool = FramePool.from_features(pool)
     device = pool.device
-    if isinstance(queries, (torch.Tensor, np.ndarray)) and getattr(queries, "ndim", 0) == 3:
-        xs = _as_tensor(queries, "queries")
-        if xs.shape[0] == 0 or xs.shape[1] == 0:
-            raise ValueError(f"queries must be a non-empty (Q, frames, d) tensor, got shape {tuple(xs.shape)}")
-        if xs.shape[2] != pool.dim:
-            raise ValueError(f"Features of different dimensions: x has d = {xs.shape[2]}, the pool has d = {pool.dim}")
-        xs = xs.to(device=device, dtype=torch.float32)
-        nq, m = xs.shape[0], xs.shape[1]
-        weights = None
-    else:
-        qs = []
-        for j, q in enumerate(queries):
-            q = _as_tensor(q, f"queries[{j}]" if j else "x")
-            if q.ndim != 2 or q.shape[0] == 0:
-                raise ValueError(f"x must be a non-empty (frames, d) matrix, got shape {tuple(q.shape)} (query {j})")
-            if q.shape[1] != pool.dim:
-                raise ValueError(
-                    f"Features of different dimensions: x has d = {q.shape[1]}, the pool has d = {pool.dim} "
-                    f"(query {j})"
-                )
-            qs.append(q.to(device=device, dtype=torch.float32))
-        if not qs:
-            raise ValueError("No query video was given")
-        nq = len(qs)
-        lens = [q.shape[0] for q in qs]
-        m = max(lens)
-        if all(length == m for length in lens):
-            xs = torch.stack(qs) if nq > 1 else qs[0][None]
-            weights = None
-        else:  # pad with copies of each query's first frame; weights average over the real frames only
-            xs = torch.stack([torch.cat([q, q[:1].expand(m - q.shape[0], -1)]) for q in qs])
-            weights = torch.zeros(nq, m, dtype=torch.float32, device=device)
-            for j, length in enumerate(lens):
-                weights[j, :length] = 1.0 / length
+    xs, weights = _stack_queries(queries, pool)
+    nq, m = xs.shape[0], xs.shape[1]
     x = xs.reshape(nq * m, pool.dim)
-    cols = nq * m
     x2 = (x * x).sum(dim=1)
     xt = x.t()  # a transposed view: the (rows, d) @ (d, cols) product with this layout is the fast one on CPU
-    storage = pool.frames.dtype
-    rows = chunk_frames or default_chunk_frames(device, cols)
-    bounds = pool.chunk_bounds(rows)
     n = len(pool)
     if out is None:
         out = torch.empty(n, nq, dtype=torch.float32, device=device)
     elif tuple(out.shape) != (n, nq):
         raise ValueError(f"out must have shape {(n, nq)}, got {tuple(out.shape)}")
-    upcast = sub_rows = None
-    if storage != torch.float32:
-        sub_rows = _upcast_rows(device, pool.dim)
-        upcast = torch.empty(sub_rows, pool.dim, dtype=torch.float32, device=device)
+    upcast = None
+    if pool.frames.dtype != torch.float32:
+        upcast = torch.empty(_upcast_rows(device, pool.dim), pool.dim, dtype=torch.float32, device=device)
+    for v0, v1, f0, f1 in pool.chunk_bounds(chunk_frames or default_chunk_frames(device, nq * m)):
+        s = _partial_squared_distances(pool, xt, f0, f1, upcast)
+        _chunk_chamfer(pool, s, x2, (v0, v1, f0, f1), (nq, m), weights, out=out[v0:v1])
+    return out
+
+
+def _stack_queries(queries, pool: FramePool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The queries as one float32 ``(Q, m, d)`` tensor on the pool's device, and the ``(Q, m)`` weights averaging
+    each query over its real frames (``None`` when every query has ``m`` frames)."""
+    device = pool.device
+    if isinstance(queries, (torch.Tensor, np.ndarray)) and getattr(queries, "ndim", 0) == 3:
+        xs = as_tensor(queries, "queries")
+        if xs.shape[0] == 0 or xs.shape[1] == 0:
+            raise ValueError(f"queries must be a non-empty (Q, frames, d) tensor, got shape {tuple(xs.shape)}")
+        if xs.shape[2] != pool.dim:
+            raise ValueError(f"Features of different dimensions: x has d = {xs.shape[2]}, the pool has d = {pool.dim}")
+        return xs.to(device=device, dtype=torch.float32), None
+    qs = []
+    for j, q in enumerate(queries):
+        q = as_tensor(q, f"queries[{j}]" if j else "x")
+        if q.ndim != 2 or q.shape[0] == 0:
+            raise ValueError(f"x must be a non-empty (frames, d) matrix, got shape {tuple(q.shape)} (query {j})")
+        if q.shape[1] != pool.dim:
+            raise ValueError(
+                f"Features of different dimensions: x has d = {q.shape[1]}, the pool has d = {pool.dim} (query {j})"
+            )
+        qs.append(q.to(device=device, dtype=torch.float32))
+    if not qs:
+        raise ValueError("No query video was given")
+    nq = len(qs)
+    lens = [q.shape[0] for q in qs]
+    m = max(lens)
+    if all(length == m for length in lens):
+        return (torch.stack(qs) if nq > 1 else qs[0][None]), None
+    # pad with copies of each query's first frame; weights average over the real frames only
+    xs = torch.stack([torch.cat([q, q[:1].expand(m - q.shape[0], -1)]) for q in qs])
+    weights = torch.zeros(nq, m, dtype=torch.float32, device=device)
+    for j, length in enumerate(lens):
+        weights[j, :length] = 1.0 / length
+    return xs, weights
+
+
+def _partial_squared_distances(
+    pool: FramePool, xt: torch.Tensor, f0: int, f1: int, upcast: torch.Tensor | None
+) -> torch.Tensor:
+    """``‖b‖² − 2a·b`` for pool frames ``f0 … f1 − 1`` (rows) against every query frame (columns), float32."""
+    if upcast is None:
+        return torch.addmm(pool.sq_norms[f0:f1, None], pool.frames[f0:f1], xt, alpha=-2.0)
+    # upcast cache-sized blocks of the half-precision pool, one product each, into one (R, cols) block
+    s = torch.empty(f1 - f0, xt.shape[1], dtype=torch.float32, device=pool.device)
+    sub_rows = upcast.shape[0]
+    for b0 in range(f0, f1, sub_rows):
+        b1 = min(f1, b0 + sub_rows)
+        block = upcast[: b1 - b0].copy_(pool.frames[b0:b1])
+        torch.addmm(pool.sq_norms[b0:b1, None], block, xt, alpha=-2.0, out=s[b0 - f0 : b1 - f0])
+    return s
+
+
+def _chunk_chamfer(
+    pool: FramePool,
+    s: torch.Tensor,
+    x2: torch.Tensor,
+    bounds: tuple[int, int, int, int],
+    shape: tuple[int, int],
+    weights: torch.Tensor | None,
+    *,
+    out: torch.Tensor,
+) -> None:
+    """The Chamfer distances of pool videos ``v0 … v1 − 1`` to every query, from their partial squared distances
+    ``s`` (``(R, Q·m)``, modified in place), written into ``out`` (``(v1 − v0, Q)``)."""
+    v0, v1, f0, f1 = bounds
+    nq, m = shape
+    cols = nq * m
+    device = pool.device
     uniform = pool.uniform_length
     seg = None if uniform is not None else pool.video_of_frame()
-    for v0, v1, f0, f1 in bounds:
-        if upcast is None:
-            s = torch.addmm(pool.sq_norms[f0:f1, None], pool.frames[f0:f1], xt, alpha=-2.0)  # (R, cols): ‖b‖² − 2a·b
-        else:  # upcast cache-sized blocks of the half-precision pool, one product each, into one (R, cols) block
-            s = torch.empty(f1 - f0, cols, dtype=torch.float32, device=device)
-            for b0 in range(f0, f1, sub_rows):
-                b1 = min(f1, b0 + sub_rows)
-                block = upcast[: b1 - b0].copy_(pool.frames[b0:b1])
-                torch.addmm(pool.sq_norms[b0:b1, None], block, xt, alpha=-2.0, out=s[b0 - f0 : b1 - f0])
-        nv = v1 - v0
-        if uniform is not None:
-            col = s.view(nv, uniform, cols).amin(dim=1)  # (nv, cols): per video, min over its frames
-        else:
-            local = (seg[f0:f1] - v0)[:, None].expand(-1, cols)
-            col = torch.full((nv, cols), float("inf"), dtype=torch.float32, device=device)
-            col.scatter_reduce_(0, local, s, reduce="amin", include_self=True)
-        col = col.add_(x2).clamp_(min=0).sqrt_().view(nv, nq, m)
-        # mean over each query's frames of the min over the pool video's frames
-        term_x = col.mean(dim=2) if weights is None else (col * weights).sum(dim=2)
-        s.add_(x2)  # full squared distances
-        row = s.view(-1, nq, m).amin(dim=2).clamp_(min=0).sqrt_()  # (R, Q): per pool frame, min over a query's frames
-        if uniform is not None:
-            term_y = row.view(nv, uniform, nq).mean(dim=1)
-        else:
-            term_y = torch.zeros(nv, nq, dtype=torch.float32, device=device).index_add_(0, seg[f0:f1] - v0, row)
-            term_y.div_(pool.lengths[v0:v1].to(device=device, dtype=torch.float32)[:, None])
-        torch.add(term_x, term_y, out=out[v0:v1]).mul_(0.5)
+    nv = v1 - v0
+    if uniform is not None:
+        col = s.view(nv, uniform, cols).amin(dim=1)  # (nv, cols): per video, min over its frames
+    else:
+        local = (seg[f0:f1] - v0)[:, None].expand(-1, cols)
+        col = torch.full((nv, cols), float("inf"), dtype=torch.float32, device=device)
+        col.scatter_reduce_(0, local, s, reduce="amin", include_self=True)
+    col = col.add_(x2).clamp_(min=0).sqrt_().view(nv, nq, m)
+    # mean over each query's frames of the min over the pool video's frames
+    term_x = col.mean(dim=2) if weights is None else (col * weights).sum(dim=2)
+    s.add_(x2)  # full squared distances
+    row = s.view(-1, nq, m).amin(dim=2).clamp_(min=0).sqrt_()  # (R, Q): per pool frame, min over a query's frames
+    if uniform is not None:
+        term_y = row.view(nv, uniform, nq).mean(dim=1)
+    else:
+        term_y = torch.zeros(nv, nq, dtype=torch.float32, device=device).index_add_(0, seg[f0:f1] - v0, row)
+        term_y.div_(pool.lengths[v0:v1].to(device=device, dtype=torch.float32)[:, None])
+    torch.add(term_x, term_y, out=out).mul_(0.5)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Diversity of a selection
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def marginal_diversity(
+    features, order: Sequence[int], *, device=None, storage_dtype=None, chunk_frames: int | None = None
+) -> np.ndarray:
+    """For an ordered selection, the mean Chamfer distance of each pick to the picks before it (NaN for the first).
+
+    Costs ``len(order)`` one-vs-all passes over the selected videos only (not the pool)."""
+    order = [int(i) for i in order]
+    if not order:
+        return np.empty(0, dtype=np.float64)
+    pool = FramePool.from_features(features, dtype=storage_dtype, device=resolve_device(device))
+    sub = pool.subset(order)
+    b = len(sub)
+    sums = torch.zeros(b, dtype=torch.float64, device=sub.device)
+    dist = torch.empty(b, dtype=torch.float32, device=sub.device)
+    out = np.full(b, np.nan)
+    for k in range(1, b):
+        chamfer_one_vs_all(sub.video(k - 1), sub, chunk_frames=chunk_frames, out=dist)
+        sums.add_(dist)
+        out[k] = float(sums[k]) / k
     return out
+
+
+def mean_pairwise_distance(diversity: np.ndarray) -> float:
+    """Mean Chamfer distance over all pairs of a selection, from its :func:`marginal_diversity` values
+    (pick ``k`` contributes ``k·diversity[k]`` to the sum over pairs)."""
+    div = np.asarray(diversity, dtype=np.float64)
+    b = div.size
+    if b < 2:
+        return float("nan")
+    ks = np.arange(b, dtype=np.float64)
+    return float(np.sum(ks[1:] * div[1:]) / (b * (b - 1) / 2))

@@ -1,38 +1,39 @@
-"""Correlation metrics (SRCC, PLCC after a 4-parameter logistic fit, KRCC, RMSE) and result tables.
+"""Correlation metrics (SRCC, PLCC after a 4-parameter logistic fit, KRCC, RMSE), per domain and per subset.
 
 :func:`correlations` is the one computation behind everything here, the ``metrics/vqa_correlation`` evaluate module
-and ``recipes/evaluate_models.py``. Tables come in two shapes:
+and ``recipes/evaluate_models.py``. Result rows come in two shapes:
 
-- the per-domain × per-model table (:func:`evaluate_scored` rows, then :func:`wide_table`): the paper's Table 2;
-- the failure-identification table (:func:`failure_identification`): the base model's SRCC/PLCC on each selection
+- per domain × per model (:func:`evaluate_scored`): the paper's Table 2;
+- the failure-identification rows (:func:`failure_identification`): the base model's SRCC/PLCC on each selection
   strategy's subset, per domain (lower = the strategy found more of the model's failures): the paper's Table 1.
 
-Both are written as Markdown, CSV, JSON and a bar chart by :func:`write_tables`.
+:mod:`mds_vqa.evaluation_tables` pivots them into tables and writes them as Markdown, CSV, JSON and a bar chart
+(:func:`write_tables`, re-exported here); :mod:`mds_vqa.evaluation_runs` builds both from a config's scored entries.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.special import expit
 from tqdm.auto import tqdm
 
+from .evaluation_tables import AVERAGE_ROW, LOWER_IS_BETTER, plot_table, table_to_markdown, wide_table, write_tables
+from .reporting import MAX_LISTED
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "METRICS",
+    "AVERAGE_ROW",
+    "LOWER_IS_BETTER",
     "CorrelationInputError",
     "LogisticFit",
     "logistic_4",
@@ -47,9 +48,6 @@ __all__ = [
 ]
 
 METRICS = ("srcc", "plcc", "krcc", "rmse")
-LOWER_IS_BETTER = frozenset({"rmse"})
-AVERAGE_ROW = "Average"
-_MAX_LISTED = 10
 
 
 class CorrelationInputError(ValueError):
@@ -138,11 +136,11 @@ def _clean(pred: Sequence[Any], mos: Sequence[Any]) -> tuple[np.ndarray, np.ndar
         raise CorrelationInputError(f"pred has {len(p)} items but mos has {len(m)}: they must have the same length")
     bad_mos = np.flatnonzero(~np.isfinite(m))
     if len(bad_mos):
-        shown = ", ".join(f"mos[{i}]={m[i]}" for i in bad_mos[:_MAX_LISTED])
+        shown = ", ".join(f"mos[{i}]={m[i]}" for i in bad_mos[:MAX_LISTED])
         raise CorrelationInputError(f"{len(bad_mos)} MOS value(s) are not finite: {shown}")
     bad_pred = np.flatnonzero(np.isinf(p))
     if len(bad_pred):
-        shown = ", ".join(f"pred[{i}]={p[i]}" for i in bad_pred[:_MAX_LISTED])
+        shown = ", ".join(f"pred[{i}]={p[i]}" for i in bad_pred[:MAX_LISTED])
         raise CorrelationInputError(f"{len(bad_pred)} prediction(s) are infinite: {shown}")
     keep = ~np.isnan(p)
     n_nan = int((~keep).sum())
@@ -333,13 +331,7 @@ def failure_identification(
     """
     pool_ids = [str(v) for v in _column(scored, id_column)]
     pool_doms = [str(d) for d in _column(scored, group_column)]
-    by_key = {}
-    by_id: dict[str, list[int]] = {}
-    for i, key in enumerate(zip(pool_doms, pool_ids)):
-        if key in by_key:
-            raise ValueError(f"Duplicate row in the scored pool: domain {key[0]!r}, {id_column} {key[1]!r}")
-        by_key[key] = i
-        by_id.setdefault(key[1], []).append(i)
+    index = _PoolIndex(pool_doms, pool_ids, id_column)
     scores = _column(scored, score_column)
     mos = _column(scored, mos_column)
     strategies: dict[str, list[int]] = {}
@@ -348,35 +340,7 @@ def failure_identification(
             raise ValueError(f"A subset is named {full_name!r}, the name of the full-pool row; rename it.")
         strategies[full_name] = list(range(len(pool_ids)))
     for name, subset in subsets.items():
-        rows, missing, ambiguous = [], [], []
-        for dom, vid in _subset_keys(subset, id_column, group_column):
-            if dom is not None:
-                i = by_key.get((str(dom), vid))
-                if i is None:
-                    missing.append(f"{dom}/{vid}")
-                else:
-                    rows.append(i)
-            else:
-                found = by_id.get(vid, [])
-                if not found:
-                    missing.append(vid)
-                elif len(found) > 1:
-                    ambiguous.append(vid)
-                else:
-                    rows.append(found[0])
-        if missing:
-            raise KeyError(
-                f"Subset {name!r}: {len(missing)} video(s) are not in the scored pool, e.g. {missing[:_MAX_LISTED]}"
-                " (score the pool the subset was selected from with recipes/score.py)"
-            )
-        if ambiguous:
-            raise KeyError(
-                f"Subset {name!r}: ids {ambiguous[:_MAX_LISTED]} occur in several domains of the scored pool; "
-                f"give the subset a {group_column!r} column"
-            )
-        if len(set(rows)) != len(rows):
-            raise ValueError(f"Subset {name!r} lists the same video more than once")
-        strategies[name] = rows
+        strategies[name] = index.rows_of(name, _subset_keys(subset, id_column, group_column), group_column)
     out = []
     wanted = domains if domains is not None else list(dict.fromkeys(pool_doms))
     for name, rows in strategies.items():
@@ -397,168 +361,47 @@ def failure_identification(
     return out
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Tables
-# --------------------------------------------------------------------------------------------------------------------
+class _PoolIndex:
+    """The scored pool's rows by (domain, id) and by id alone, to find a subset's videos in it."""
 
+    def __init__(self, pool_doms: list[str], pool_ids: list[str], id_column: str):
+        self.by_key: dict[tuple[str, str], int] = {}
+        self.by_id: dict[str, list[int]] = {}
+        for i, key in enumerate(zip(pool_doms, pool_ids)):
+            if key in self.by_key:
+                raise ValueError(f"Duplicate row in the scored pool: domain {key[0]!r}, {id_column} {key[1]!r}")
+            self.by_key[key] = i
+            self.by_id.setdefault(key[1], []).append(i)
 
-def wide_table(
-    rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
-    *,
-    column_key: str = "model",
-    metrics: Sequence[str] = ("srcc", "plcc"),
-    average: bool = True,
-) -> pd.DataFrame:
-    """Pivot result rows into the paper's layout: one row per domain (+ ``"Average"``), columns ``(column_key value,
-    metric)``. The average is the plain mean over domains; it is NaN for a column missing a domain."""
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    if frame.empty:
-        raise ValueError("No result rows to tabulate.")
-    unknown = [m for m in metrics if m not in frame.columns]
-    if unknown:
-        raise KeyError(f"Metric(s) {unknown} not in the results (columns: {list(frame.columns)})")
-    dup = frame.duplicated(["domain", column_key])
-    if dup.any():
-        first = frame.loc[dup, ["domain", column_key]].iloc[0].tolist()
-        raise ValueError(f"Two results for domain {first[0]!r} and {column_key} {first[1]!r}")
-    domains = list(dict.fromkeys(frame["domain"]))
-    keys = list(dict.fromkeys(frame[column_key]))
-    table = frame.pivot(index="domain", columns=column_key, values=list(metrics))
-    table = table.swaplevel(0, 1, axis=1).reindex(
-        columns=pd.MultiIndex.from_product([keys, list(metrics)]), index=domains
-    )
-    if average:
-        table.loc[AVERAGE_ROW] = table.mean(axis=0, skipna=False)
-    table.index.name = "domain"
-    table.columns.names = [column_key, "metric"]
-    return table.astype(float)
-
-
-def _fmt(value: float, digits: int) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def table_to_markdown(
-    table: pd.DataFrame,
-    *,
-    best: Literal["max", "min"] | None = "max",
-    digits: int = 4,
-    exclude_from_best: Sequence[str] = (),
-) -> str:
-    """Render :func:`wide_table` output as a Markdown table, the best value of each row and metric in bold.
-
-    ``best="max"``: the highest correlation (lowest RMSE) wins; ``"min"``: the lowest correlation (highest RMSE),
-    as in the failure-identification table; ``None``: no bold. Columns in ``exclude_from_best`` (e.g. the full-pool
-    reference) never compete.
-    """
-    keys = list(dict.fromkeys(table.columns.get_level_values(0)))
-    metrics = list(dict.fromkeys(table.columns.get_level_values(1)))
-    header = ["Domain"] + [f"{k} {m.upper()}" for k in keys for m in metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
-    for domain, row in table.iterrows():
-        winners: dict[str, float] = {}
-        if best is not None:
-            for m in metrics:
-                vals = [row[(k, m)] for k in keys if k not in exclude_from_best and not math.isnan(row[(k, m)])]
-                if len(vals) > 1:
-                    high = (best == "max") != (m in LOWER_IS_BETTER)
-                    winners[m] = max(vals) if high else min(vals)
-        cells = []
-        for k in keys:
-            for m in metrics:
-                text = _fmt(row[(k, m)], digits)
-                if (
-                    m in winners
-                    and k not in exclude_from_best
-                    and round(row[(k, m)], digits) == round(winners[m], digits)
-                ):
-                    text = f"**{text}**"
-                cells.append(text)
-        name = f"**{domain}**" if domain == AVERAGE_ROW else str(domain)
-        lines.append("| " + " | ".join([name] + cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_table(table: pd.DataFrame, path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Grouped bar chart of :func:`wide_table` output: one panel per metric, domains on the x axis, one bar per
-    column (model or strategy). Saved with matplotlib's Agg backend; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = list(dict.fromkeys(table.columns.get_level_values(0)))
-    metrics = list(dict.fromkeys(table.columns.get_level_values(1)))
-    domains = [str(d) for d in table.index]
-    x = np.arange(len(domains))
-    width = 0.8 / max(1, len(keys))
-    fig, axes = plt.subplots(
-        1, len(metrics), figsize=(max(4.0, 1.1 * len(domains) * max(1, len(keys)) ** 0.5 + 2) * len(metrics), 4)
-    )
-    axes = np.atleast_1d(axes)
-    for ax, metric in zip(axes, metrics):
-        for j, key in enumerate(keys):
-            vals = table[(key, metric)].to_numpy(dtype=float)
-            ax.bar(x - 0.4 + width * (j + 0.5), vals, width, label=str(key))  # NaN (missing): no bar
-        ax.set_xticks(x)
-        ax.set_xticklabels(domains, rotation=30, ha="right")
-        ax.set_ylabel(metric.upper())
-        ax.axhline(0.0, color="black", linewidth=0.6)
-        ax.grid(axis="y", alpha=0.3)
-    axes[-1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, (np.floating, float)):
-        return None if math.isnan(float(v)) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def write_tables(
-    rows: Sequence[Mapping[str, Any]],
-    output_dir: str | os.PathLike,
-    name: str,
-    *,
-    column_key: str = "model",
-    metrics: Sequence[str] = ("srcc", "plcc"),
-    best: Literal["max", "min"] | None = "max",
-    exclude_from_best: Sequence[str] = (),
-    title: str | None = None,
-    digits: int = 4,
-) -> dict[str, Path]:
-    """Write result rows as ``<name>.md`` (the wide table), ``<name>.csv`` (the wide table, columns
-    ``<key>/<metric>``), ``<name>.json`` (every row with all its fields, and the averages) and ``<name>.png``
-    (:func:`plot_table`). Returns the paths by format."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = wide_table(rows, column_key=column_key, metrics=metrics)
-    paths = {k: out / f"{name}.{k}" for k in ("md", "csv", "json", "png")}
-    md = table_to_markdown(table, best=best, digits=digits, exclude_from_best=exclude_from_best)
-    paths["md"].write_text((f"## {title}\n\n" if title else "") + md)
-    flat = table.copy()
-    flat.columns = [f"{k}/{m}" for k, m in flat.columns]
-    flat.to_csv(paths["csv"], float_format=f"%.{digits + 2}f")
-    average = {
-        str(k): {m: _json_value(table.loc[AVERAGE_ROW, (k, m)]) for m in metrics}
-        for k in dict.fromkeys(table.columns.get_level_values(0))
-    }
-    payload = {
-        "title": title,
-        "column_key": column_key,
-        "metrics": list(metrics),
-        "rows": [{k: _json_value(v) for k, v in r.items()} for r in rows],
-        "average": average,
-    }
-    paths["json"].write_text(json.dumps(payload, indent=2) + "\n")
-    plot_table(table, paths["png"], title=title)
-    return paths
+    def rows_of(self, name: str, keys: list[tuple[str | None, str]], group_column: str) -> list[int]:
+        """The pool rows of subset ``name`` (its (domain or None, id) keys); ``KeyError`` for a video not in the
+        pool or an id found in several domains, ``ValueError`` for a video listed twice."""
+        rows, missing, ambiguous = [], [], []
+        for dom, vid in keys:
+            if dom is not None:
+                i = self.by_key.get((str(dom), vid))
+                if i is None:
+                    missing.append(f"{dom}/{vid}")
+                else:
+                    rows.append(i)
+            else:
+                found = self.by_id.get(vid, [])
+                if not found:
+                    missing.append(vid)
+                elif len(found) > 1:
+                    ambiguous.append(vid)
+                else:
+                    rows.append(found[0])
+        if missing:
+            raise KeyError(
+                f"Subset {name!r}: {len(missing)} video(s) are not in the scored pool, e.g. {missing[:MAX_LISTED]}"
+                " (score the pool the subset was selected from with recipes/score.py)"
+            )
+        if ambiguous:
+            raise KeyError(
+                f"Subset {name!r}: ids {ambiguous[:MAX_LISTED]} occur in several domains of the scored pool; "
+                f"give the subset a {group_column!r} column"
+            )
+        if len(set(rows)) != len(rows):
+            raise ValueError(f"Subset {name!r} lists the same video more than once")
+        return rows

@@ -229,6 +229,8 @@ class FailurePredictorTrainer(Trainer):
             callbacks=callbacks,
         )
         self._group_names = {v: k for k, v in groups.items()}
+        # tagged as TRL's trainers tag theirs: the tags reach the saved adapter's README and the model card
+        self.model.add_model_tags(self._tag_names)
 
     # -- sampling ------------------------------------------------------------------------------------------------
     def _get_train_sampler(self, train_dataset=None):

@@ -5,12 +5,12 @@ pass, and results go to Parquet shards through :class:`~mds_vqa.resumable.Resuma
 it stopped (nothing already computed is recomputed), each ``accelerate`` process takes every ``num_processes``-th
 video, and a corrupt video is recorded in ``failures-<rank>.jsonl`` and skipped.
 
-Storage: :func:`merge_features` adds one column ``features`` of type ``Array2D(shape=(None, d), dtype="float32")`` to
-the pool: one ``F × d`` matrix per video (``F`` frames, first dimension free so ``num_frames="all"`` fits), null
-where the video could not be read. It is a plain Arrow ``list<list<float32>>`` column: ``save_to_disk`` /
-``push_to_hub`` keep it, ``ds.with_format("numpy")`` reads a row as an ``(F, d)`` array, and
-:func:`load_feature_column` reads the whole column without going through Python objects (zero-copy from the
-memory-mapped Arrow file).
+Storage: :func:`~mds_vqa.feature_column.merge_features` adds one column ``features`` of type
+``Array2D(shape=(None, d), dtype="float32")`` to the pool: one ``F × d`` matrix per video (``F`` frames, first dimension
+free so ``num_frames="all"`` fits), null where the video could not be read. It is a plain Arrow
+``list<list<float32>>`` column: ``save_to_disk`` / ``push_to_hub`` keep it, ``ds.with_format("numpy")`` reads a row as
+an ``(F, d)`` array, and :func:`~mds_vqa.feature_column.load_feature_column` reads the whole column without going
+through Python objects (zero-copy from the memory-mapped Arrow file). Both are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
-from datasets import Dataset, concatenate_datasets
-from datasets.features.features import Array2DExtensionType
+from datasets import Dataset
 
-from .resumable import INDEX_COLUMN, ResumableRun, RunSummary, check_run_config, load_failures, load_results
+from .feature_column import FEATURES_COLUMN, column_values, load_feature_column, merge_features, missing_feature_rows
+from .resumable import ResumableRun, RunSummary, check_run_config
 from .video import VideoReadError, read_frames
 
 logger = logging.getLogger(__name__)
@@ -49,7 +46,6 @@ __all__ = [
     "column_values",
 ]
 
-FEATURES_COLUMN = "features"
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 RUN_CONFIG_FILE = "feature_run.json"
@@ -59,7 +55,6 @@ _AUTOCAST = {
     "amp_bf16": torch.bfloat16,
     "amp_bfloat16": torch.bfloat16,
 }
-_MAX_LISTED = 20
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -267,12 +262,7 @@ def extract_features(
 
     Returns the :class:`~mds_vqa.resumable.RunSummary` of this process (computed, skipped as done, failed).
     """
-    for col in (video_column, id_column):
-        if col not in ds.column_names:
-            raise KeyError(f"Column {col!r} not in the pool (columns: {ds.column_names})")
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be ≥ 0, got {num_workers}")
-    frames = parse_num_frames(num_frames)
+    frames = _check_inputs(ds, num_frames, num_workers, columns=(video_column, id_column))
     work = Path(work_dir)
     if run_config is not None:
         check_run_config(
@@ -300,107 +290,36 @@ def extract_features(
     work.mkdir(parents=True, exist_ok=True)
     done = runner.done_indices()
     todo = [i for i in range(process_index, len(ds), num_processes) if i not in done]
+    rows = _todo_videos(ds, todo, video_column=video_column, id_column=id_column)
+    loader = _decoding_loader(VideoFrameDataset(rows, frames, preprocess, backend), num_workers)
+    return runner.run(_InOrder(len(ds), loader))
+
+
+def _check_inputs(
+    ds: Dataset, num_frames: int | str, num_workers: int, *, columns: Sequence[str]
+) -> int | Literal["all"]:
+    """The parsed ``num_frames``, once the pool's ``columns`` and ``num_workers`` are checked."""
+    for col in columns:
+        if col not in ds.column_names:
+            raise KeyError(f"Column {col!r} not in the pool (columns: {ds.column_names})")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be ≥ 0, got {num_workers}")
+    return parse_num_frames(num_frames)
+
+
+def _todo_videos(ds: Dataset, todo: list[int], *, video_column: str, id_column: str) -> list[dict[str, Any]]:
+    """``{index, <id_column>, video}`` for each row of ``todo``."""
     videos, ids = column_values(ds, video_column), column_values(ds, id_column)
-    rows = [{"index": i, id_column: ids[i], "video": videos[i]} for i in todo]
-    loader = torch.utils.data.DataLoader(
-        VideoFrameDataset(rows, frames, preprocess, backend),
+    return [{"index": i, id_column: ids[i], "video": videos[i]} for i in todo]
+
+
+def _decoding_loader(frames: VideoFrameDataset, num_workers: int) -> torch.utils.data.DataLoader:
+    """Videos decoded and preprocessed in ``num_workers`` workers (0: in this process), one at a time, in order."""
+    return torch.utils.data.DataLoader(
+        frames,
         batch_size=None,
         shuffle=False,
         num_workers=num_workers,
         collate_fn=_keep,
         prefetch_factor=2 if num_workers > 0 else None,
     )
-    return runner.run(_InOrder(len(ds), loader))
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# The features column
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def merge_features(
-    ds: Dataset, work_dir: str | os.PathLike, column: str = FEATURES_COLUMN
-) -> tuple[Dataset, list[int]]:
-    """The pool with a ``column`` of type ``Array2D(shape=(None, d), dtype="float32")`` built from the shards of
-    ``work_dir`` (Arrow all the way: no Python float is created). Rows without a result (unreadable or not yet
-    computed) are null. Returns ``(dataset, missing_rows)``."""
-    table = load_results(work_dir)
-    if table is None:
-        raise FileNotFoundError(f"No feature shards in {work_dir}")
-    index = table.column(INDEX_COLUMN).to_numpy()
-    if len(np.unique(index)) != len(index):
-        raise RuntimeError(f"Duplicate results in {work_dir}: the shards overlap (was the pool changed between runs?)")
-    if len(index) and index.max() >= len(ds):
-        raise RuntimeError(f"{work_dir} holds a result for row {index.max()} but the pool has {len(ds)} rows")
-    position = np.full(len(ds), -1, dtype=np.int64)
-    position[index] = np.arange(len(index))
-    missing = np.flatnonzero(position < 0).tolist()
-    values = table.column(FEATURES_COLUMN).combine_chunks()
-    target = pa.list_(pa.list_(pa.float32()))
-    if values.type != target:
-        values = values.cast(target)
-    values = values.take(pa.array(position, mask=position < 0))
-    frame_dims = pc.unique(pc.list_value_length(values.flatten())).to_pylist()
-    if len(frame_dims) != 1:
-        raise RuntimeError(f"{work_dir} mixes features of dimensions {frame_dims}")
-    ext_type = Array2DExtensionType(shape=(None, int(frame_dims[0])), dtype="float32")
-    feats = Dataset(pa.table({column: pa.ExtensionArray.from_storage(ext_type, values)}))
-    base = ds.flatten_indices() if ds._indices is not None else ds
-    if column in base.column_names:
-        base = base.remove_columns(column)
-    if missing:
-        reasons = {r[INDEX_COLUMN]: r["reason"] for r in load_failures(work_dir)}
-        shown = [f"row {i}: {reasons.get(i, 'not computed yet')}" for i in missing[:_MAX_LISTED]]
-        logger.warning("%d of %d videos have no features:\n  %s", len(missing), len(ds), "\n  ".join(shown))
-    return concatenate_datasets([base, feats], axis=1), missing
-
-
-def column_values(ds: Dataset, column: str) -> list:
-    """A column as a Python list, read through Arrow (fast, honours a selection's indices)."""
-    if column not in ds.column_names:
-        raise KeyError(f"Column {column!r} not in the Dataset (columns: {ds.column_names})")
-    values = ds.with_format("arrow")[column]
-    return (values.column(0) if isinstance(values, pa.Table) else values).to_pylist()
-
-
-def _storage(ds: Dataset, column: str) -> pa.Array:
-    if column not in ds.column_names:
-        raise KeyError(f"Column {column!r} not in the Dataset (columns: {ds.column_names})")
-    arr = ds.with_format("arrow")[column]
-    if isinstance(arr, pa.Table):
-        arr = arr.column(0)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if isinstance(arr, pa.ExtensionArray):
-        arr = arr.storage
-    return arr
-
-
-def missing_feature_rows(ds: Dataset, column: str = FEATURES_COLUMN) -> list[int]:
-    """Rows whose ``column`` is null (the video could not be read) or holds no frame."""
-    arr = _storage(ds, column)
-    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
-    return np.flatnonzero(lengths == 0).tolist()
-
-
-def load_feature_column(ds: Dataset, column: str = FEATURES_COLUMN) -> tuple[np.ndarray, np.ndarray]:
-    """The whole ``column`` as ``(frames, lengths)``: ``frames`` a float32 ``(M, d)`` array of every video's frames
-    one video after the other (zero-copy when the column is float32), ``lengths`` the frame count of each row.
-    Feed both to :class:`~mds_vqa.diversity.FramePool`. Raises ``ValueError`` naming rows without features."""
-    missing = missing_feature_rows(ds, column)
-    if missing:
-        some = ds.select(missing[:_MAX_LISTED])
-        ids = column_values(some, "video_id") if "video_id" in ds.column_names else missing[:_MAX_LISTED]
-        raise ValueError(
-            f"{len(missing)} row(s) have no {column!r} (unreadable videos?): rows {missing[:_MAX_LISTED]}, ids {ids}"
-        )
-    arr = _storage(ds, column)
-    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    frames = arr.flatten()
-    dims = pc.unique(pc.list_value_length(frames)).to_pylist()
-    if len(dims) != 1:
-        raise ValueError(f"Column {column!r} mixes frame features of dimensions {sorted(dims)}")
-    flat = frames.flatten().to_numpy(zero_copy_only=False)
-    if flat.dtype != np.float32:
-        flat = flat.astype(np.float32)
-    return flat.reshape(-1, int(dims[0])), lengths

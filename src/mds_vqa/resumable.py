@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .reporting import MAX_LISTED
 from .video import VideoReadError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ __all__ = [
 
 INDEX_COLUMN = "_index"
 RUN_CONFIG_FILE = "run_config.json"
-_MAX_LISTED = 20
 
 
 class InitialFailuresError(RuntimeError):
@@ -60,7 +60,7 @@ class InitialFailuresError(RuntimeError):
 
     def __init__(self, failures: list[dict[str, Any]], work_dir: Path, process_index: int):
         self.failures = failures
-        reasons = "\n  ".join(f"{f['id']} (row {f[INDEX_COLUMN]}): {f['reason']}" for f in failures[:_MAX_LISTED])
+        reasons = "\n  ".join(f"{f['id']} (row {f[INDEX_COLUMN]}): {f['reason']}" for f in failures[:MAX_LISTED])
         super().__init__(
             f"The first {len(failures)} items of this run (process {process_index}) all failed and none succeeded; "
             f"stopping. Their failures are recorded in {work_dir}/failures-{process_index:05d}.jsonl and are skipped "

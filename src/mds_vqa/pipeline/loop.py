@@ -204,6 +204,8 @@ class Pipeline(StageRunner):
         """The unlabelled videos with their frame features and g's difficulty (the selection's input)."""
         from datasets import load_from_disk
 
+        from ..hub import write_provenance
+
         output = self.out / f"round_{r}" / "candidates"
 
         def write():
@@ -211,10 +213,10 @@ class Pipeline(StageRunner):
             g_of = dict(zip(scored["video_id"], scored["difficulty"]))
             pool = load_from_disk(str(features)).filter(lambda v: v in g_of, input_columns="video_id")
             pool.add_column("difficulty", [g_of[v] for v in pool["video_id"]]).save_to_disk(str(output))
-            # provenance for the selection's dataset card: how the features and g were made
-            for side in (features / "feature_extraction.json", difficulty / "scoring_summary.json"):
-                if side.is_file():
-                    shutil.copy(side, output / side.name)
+            # provenance for the selection's dataset card: how the features and g were made, embedded
+            write_provenance(
+                output, recipe="candidates", summary={"difficulty_column": "difficulty"}, inputs=[features, difficulty]
+            )
 
         params = {"features": str(features), "difficulty": str(difficulty)}
         return self.step(f"r{r}_candidates", output, write, params=params)

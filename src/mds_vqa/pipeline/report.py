@@ -9,6 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..reporting import markdown_table
+
 if TYPE_CHECKING:
     from .loop import Pipeline, RoundResult
 
@@ -37,8 +39,8 @@ def write_summary(pipeline: Pipeline, report: Path, rounds: list[RoundResult]) -
         "correlation_table": json.loads(table_path.read_text()) if table_path.exists() else None,
     }
     (report / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    lines = ["# MDS-VQA run", "", "| stage | seconds | |", "|---|---:|---|"]
-    lines += [f"| {t['stage']} | {t['seconds']:.1f} | {stage_status(t)} |" for t in timings]
+    stage_rows = [(t["stage"], f"{t['seconds']:.1f}", stage_status(t)) for t in timings]
+    lines = ["# MDS-VQA run", "", markdown_table(["stage", "seconds", ""], stage_rows, align="lrl")]
     lines += ["", f"Total: {summary['total_seconds']:.1f} s; videos annotated: {pipeline.annotator.spent}.", ""]
     for name in ("correlation_table.md", "failure_identification.md"):
         if (report / name).exists():
@@ -50,7 +52,12 @@ def write_summary(pipeline: Pipeline, report: Path, rounds: list[RoundResult]) -
             f"- [{p.parent.parent.parent.name} / {p.parent.name}]({os.path.relpath(p, report)})" for p in selections
         ]
     if rounds:
-        lines += ["", "## Rounds", "", "| round | videos labelled so far | adapter |", "|---:|---:|---|"]
-        lines += [f"| {r.round} | {r.labelled_total} | `{r.adapter}` |" for r in rounds]
+        round_rows = [(r.round, r.labelled_total, f"`{r.adapter}`") for r in rounds]
+        lines += [
+            "",
+            "## Rounds",
+            "",
+            markdown_table(["round", "videos labelled so far", "adapter"], round_rows, align="rrl"),
+        ]
     (report / "README.md").write_text("\n".join(lines))
     return summary

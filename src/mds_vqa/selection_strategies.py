@@ -1,0 +1,115 @@
+"""The selection strategies and their registry: ``STRATEGIES`` maps a name to a :class:`Strategy`.
+
+- ``mds``: first pick = argmax g, then the MDS greedy (:func:`~mds_vqa.greedy.greedy_mean_distance`);
+- ``difficulty``: the top-g videos (λ = 0);
+- ``diversity``: the same greedy with g ≡ 0 (first pick: row 0);
+- ``coreset``: k-center greedy: the first center is drawn with ``seed``, then each step picks the video farthest
+  (largest min Chamfer distance) from the picked set;
+- ``random``: a seeded uniform sample.
+
+A strategy is ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy, stats)`` returning
+``(indices, diversity_or_None)``; add one with :func:`register_strategy`. Run them through
+:func:`mds_vqa.selection.select`, which validates the inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .diversity import chamfer_one_vs_all
+from .greedy import argmax_lowest, greedy_mean_distance
+
+__all__ = ["STRATEGIES", "Strategy", "get_strategy", "register_strategy"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy: the function and which inputs it needs."""
+
+    fn: Callable
+    needs_difficulty: bool
+    needs_features: bool
+    description: str
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register_strategy(name: str, *, needs_difficulty: bool, needs_features: bool, description: str):
+    """Decorator: add a strategy ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy,
+    stats)`` to the registry; it returns ``(indices, diversity_or_None)`` and may record counters in the ``stats``
+    dict (they land in :attr:`mds_vqa.selection.Selection.params`)."""
+
+    def wrap(fn: Callable) -> Callable:
+        STRATEGIES[name] = Strategy(fn, needs_difficulty, needs_features, description)
+        return fn
+
+    return wrap
+
+
+def get_strategy(name: str) -> Strategy:
+    """The registered strategy ``name``; ``ValueError`` listing the available ones when there is none."""
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown selection strategy {name!r}; available: {sorted(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+@register_strategy(
+    "mds", needs_difficulty=True, needs_features=True, description="difficulty × diversity greedy (MDS-VQA)"
+)
+def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+    g_t = torch.as_tensor(g, dtype=torch.float64, device=device)
+    return greedy_mean_distance(
+        g_t, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc="mds", lazy=lazy, stats=stats
+    )
+
+
+@register_strategy("diversity", needs_difficulty=False, needs_features=True, description="the MDS greedy with g ≡ 0")
+def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+    zeros = torch.zeros(len(pool), dtype=torch.float64, device=device)
+    # With g ≡ 0 the score is λ·mean distance; λ only scales it, so use 1 (any λ > 0 gives the same order).
+    return greedy_mean_distance(
+        zeros, pool, budget, 1.0, progress=progress, chunk_frames=chunk_frames, desc="div", lazy=lazy, stats=stats
+    )
+
+
+@register_strategy("difficulty", needs_difficulty=True, needs_features=False, description="top-g (λ = 0)")
+def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+    order = np.argsort(-g, kind="stable")[:budget]  # stable: ties keep the lowest index first
+    return [int(i) for i in order], None
+
+
+@register_strategy(
+    "coreset", needs_difficulty=False, needs_features=True, description="k-center greedy on the min distance"
+)
+def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+    n = len(pool)
+    first = int(np.random.default_rng(seed).integers(n))
+    dist = torch.empty(n, dtype=torch.float32, device=device)
+    sums = torch.zeros(n, dtype=torch.float64, device=device)
+    nearest = torch.full((n,), float("inf"), dtype=torch.float32, device=device)
+    taken = torch.zeros(n, dtype=torch.bool, device=device)
+    pick, order, diversity = first, [first], [float("nan")]
+    taken[pick] = True
+    with tqdm(total=budget, initial=1, desc="coreset", unit="pick", disable=not progress) as bar:
+        for k in range(1, budget):
+            chamfer_one_vs_all(pool.video(pick), pool, chunk_frames=chunk_frames, out=dist)
+            sums.add_(dist)
+            torch.minimum(nearest, dist, out=nearest)
+            pick = argmax_lowest(nearest.masked_fill(taken, float("-inf")))
+            order.append(pick)
+            diversity.append(float(sums[pick]) / k)
+            taken[pick] = True
+            bar.update(1)
+    return order, np.asarray(diversity, dtype=np.float64)
+
+
+@register_strategy("random", needs_difficulty=False, needs_features=False, description="seeded uniform sample")
+def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+    n = len(pool) if pool is not None else len(g)
+    return [int(i) for i in np.random.default_rng(seed).permutation(n)[:budget]], None
