@@ -15,33 +15,23 @@ of generated answers are NaN and counted. On CPU, ``ACCELERATE_USE_CPU=1`` runs 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from datasets import Dataset, load_from_disk
+from datasets import load_from_disk
 from trl import TrlParser
 
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
-from mds_vqa.resumable import (
-    InitialFailuresError,
-    ResumableRun,
-    check_run_config,
-    data_parallel_state,
-    gather_summaries,
-    load_failures,
-    merge_results,
-)
-from mds_vqa.scoring import ScoringConfig, score_videos
+from mds_vqa.pool_scoring import PoolScoringRun, score_pool, scoring_run_config
+from mds_vqa.resumable import InitialFailuresError, data_parallel_state
+from mds_vqa.scoring import ScoringConfig
 from mds_vqa.video import VideoReadError
 
 logger = logging.getLogger("mds_vqa.score")
@@ -72,6 +62,28 @@ class ScoreScriptArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
 
+def _check(args: ScoreScriptArguments, hub_args: HubArguments) -> Path:
+    """Every argument check, run by every process before the first collective (a bad one stops them all)."""
+    hub_args.check("dataset")
+    out = Path(args.output_dir)
+    if out.resolve() == Path(args.dataset_path).resolve():
+        raise ValueError("output_dir must differ from dataset_path (a Dataset cannot be saved over itself).")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
+    if args.max_initial_failures is not None and args.max_initial_failures < 0:
+        raise ValueError(f"max_initial_failures must be >= 0 or null, got {args.max_initial_failures}")
+    return Path(args.work_dir or f"{args.output_dir.rstrip('/')}.work")
+
+
+def _load_pool(args: ScoreScriptArguments):
+    pool = load_from_disk(args.dataset_path)
+    if args.split is not None:
+        pool = pool.filter(lambda s: s == args.split, input_columns="split", desc=f"split={args.split}")
+        if len(pool) == 0:
+            raise ValueError(f"No row of {args.dataset_path} has split {args.split!r}.")
+    return pool
+
+
 def main(
     script_args: ScoreScriptArguments,
     scoring: ScoringConfig,
@@ -81,27 +93,20 @@ def main(
     """Score the pool; return the run summary (also written to ``<output_dir>/scoring_summary.json``). The scored
     pool is then staged (and pushed) with its dataset card when ``hub_args`` asks for it."""
     hub_args = hub_args or HubArguments()
-    # every check runs on every process before the first collective, so a bad argument stops all of them
-    hub_args.check("dataset")
-    out = Path(script_args.output_dir)
-    if out.resolve() == Path(script_args.dataset_path).resolve():
-        raise ValueError("output_dir must differ from dataset_path (a Dataset cannot be saved over itself).")
-    if out.exists() and any(out.iterdir()) and not script_args.overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
-    if script_args.max_initial_failures is not None and script_args.max_initial_failures < 0:
-        raise ValueError(f"max_initial_failures must be >= 0 or null, got {script_args.max_initial_failures}")
-    work_dir = Path(script_args.work_dir or f"{script_args.output_dir.rstrip('/')}.work")
-
-    pool = load_from_disk(script_args.dataset_path)
-    if script_args.split is not None:
-        pool = pool.filter(lambda s: s == script_args.split, input_columns="split", desc=f"split={script_args.split}")
-        if len(pool) == 0:
-            raise ValueError(f"No row of {script_args.dataset_path} has split {script_args.split!r}.")
-    run_config = _run_config(script_args, scoring, sampling, pool)
-    check_run_config(work_dir, run_config, write=False, what="scores")
+    work_dir = _check(script_args, hub_args)
+    out, col = Path(script_args.output_dir), script_args.score_column
+    pool = _load_pool(script_args)
+    run_config = scoring_run_config(
+        pool,
+        model=script_args.model_name_or_path,
+        adapter=script_args.adapter,
+        dtype=script_args.dtype,
+        column=col,
+        split=script_args.split,
+        scoring=scoring,
+        sampling=sampling,
+    )
     state = data_parallel_state()
-    if state.is_main_process:
-        check_run_config(work_dir, run_config, write=True, what="scores")
     model, processor = load_model_and_processor(
         script_args.model_name_or_path,
         adapter=script_args.adapter,
@@ -109,63 +114,24 @@ def main(
         attn_implementation=script_args.attn_implementation,
     )
     model.to(state.device)
-    col = script_args.score_column
-
-    def fn(rows):
-        results = score_videos(model, processor, [r["video"] for r in rows], scoring, sampling)
-        if scoring.mode == "expectation":
-            return [{col: r["score"], f"{col}_digit_probs": r["digit_probs"]} for r in results]
-        return [
-            {col: r["score"], f"{col}_texts": r["texts"], f"{col}_parse_failures": r["parse_failures"]}
-            for r in results
-        ]
-
-    run = ResumableRun(
-        work_dir,
-        fn,
+    run = PoolScoringRun(
+        column=col,
         batch_size=script_args.batch_size,
         flush_every=script_args.flush_every,
-        process_index=state.process_index,
-        num_processes=state.num_processes,
         strict=script_args.strict,
-        skip_exceptions=(VideoReadError,),
         retry_failures=script_args.retry_failures,
         max_initial_failures=script_args.max_initial_failures,
-        desc=f"scoring ({scoring.mode}, {scoring.task})",
     )
-    rows = pool.select_columns(["video_id", "video"])
-    totals = gather_summaries(run.run(rows))  # a collective: every process reports, the main one sums
+    merged = score_pool(pool, work_dir, model, processor, scoring, sampling, state, run, run_config)
     result: dict = {}
-    if state.is_main_process:
-        scored, missing = merge_results(pool, work_dir)
-        failures = {f["_index"]: f["reason"] for f in load_failures(work_dir)}
-        scored = scored.add_column(f"{col}_error", [failures.get(i) for i in range(len(scored))])
-        scores = [s for s in scored[col]]
-        nan_scores = sum(1 for s in scores if s is not None and math.isnan(s))
+    if merged is not None:  # the main process
+        scored, summary = merged
         result = {
             "dataset_path": script_args.dataset_path,
             "model": script_args.model_name_or_path,
             "adapter": script_args.adapter,
-            "score_column": col,
-            "videos": len(scored),
-            "scored": len(scored) - len(missing),
-            "unreadable": len(failures),
-            "unreadable_videos": [
-                {"video_id": scored[i]["video_id"], "reason": r} for i, r in sorted(failures.items())
-            ],
-            "not_scored": len(missing) - len(failures),
-            "nan_scores": nan_scores,
-            "computed_this_run": totals["computed"],
-            "skipped_already_done": totals["skipped_done"],
-            "unreadable_this_run": totals["failed"],
-            "seconds": totals["seconds"],
-            "processes": totals["processes"],
-            "scoring": asdict(scoring),
-            "sampling": asdict(sampling),
+            **summary,
         }
-        if scoring.mode == "generate":
-            result["parse_failures"] = int(sum(scored[f"{col}_parse_failures"][i] or 0 for i in range(len(scored))))
-            result["samples"] = scoring.num_samples * result["scored"]
         if out.exists():
             shutil.rmtree(out)
         scored.save_to_disk(str(out))
@@ -179,12 +145,7 @@ def main(
         )
         if not script_args.keep_work_dir and result["not_scored"] == 0:
             shutil.rmtree(work_dir)
-        msg = f"Scored {result['scored']}/{result['videos']} videos -> {out} (column {col!r})"
-        if failures:
-            msg += f"; {len(failures)} unreadable (see scoring_summary.json)"
-        if scoring.mode == "generate":
-            msg += f"; {result['parse_failures']} of {result['samples']} answers unparseable, {nan_scores} videos NaN"
-        print(msg)
+        print(_message(result, out, scoring.mode))
     state.wait_for_everyone()
     if state.is_main_process:  # after the barrier: a slow or failed upload keeps no other process waiting
         published = publish_dataset(out, hub_args)
@@ -195,26 +156,16 @@ def main(
     return result
 
 
-def _run_config(
-    script_args: ScoreScriptArguments, scoring: ScoringConfig, sampling: VideoSamplingConfig, pool: Dataset
-) -> dict[str, Any]:
-    """What the scores of a run depend on, saved in its work dir: a resume with other values is refused. The pool is
-    identified by its rows (``video_id`` and ``video`` in order), since shards are merged by row index."""
-    digest = hashlib.sha256()
-    for video_id, video in zip(pool["video_id"], pool["video"]):
-        digest.update(f"{video_id}\0{video}\n".encode())
-    return {
-        "model_name_or_path": script_args.model_name_or_path,
-        "adapter": script_args.adapter,
-        "dtype": script_args.dtype,
-        "score_column": script_args.score_column,
-        "split": script_args.split,
-        "prompt": scoring.prompt,
-        **{f"scoring.{k}": v for k, v in asdict(scoring).items()},
-        **{f"sampling.{k}": v for k, v in asdict(sampling).items()},
-        "pool_size": len(pool),
-        "pool_rows_sha256": digest.hexdigest(),
-    }
+def _message(result: dict, out: Path, mode: str) -> str:
+    msg = f"Scored {result['scored']}/{result['videos']} videos -> {out} (column {result['score_column']!r})"
+    if result["unreadable"]:
+        msg += f"; {result['unreadable']} unreadable (see scoring_summary.json)"
+    if mode == "generate":
+        msg += (
+            f"; {result['parse_failures']} of {result['samples']} answers unparseable, "
+            f"{result['nan_scores']} videos NaN"
+        )
+    return msg
 
 
 def make_parser() -> TrlParser:

@@ -6,6 +6,7 @@ import torch
 from conftest import load_recipe  # noqa: E402
 from datasets import Dataset, load_from_disk
 
+from mds_vqa import pool_scoring
 from mds_vqa.data import POOL_FEATURES
 from mds_vqa.hub import read_provenance
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, prepare_inputs
@@ -128,7 +129,7 @@ def test_score_recipe_resumes_after_a_kill_without_recomputing_or_losing_anythin
 ):
     _, rows = video_dir
     _pool(tmp_path, rows)
-    real = score_recipe.score_videos
+    real = pool_scoring.score_videos
     seen: list[str] = []
 
     def interrupted(model, processor, videos, *a, **kw):
@@ -137,7 +138,7 @@ def test_score_recipe_resumes_after_a_kill_without_recomputing_or_losing_anythin
         seen.extend(videos)
         return real(model, processor, videos, *a, **kw)
 
-    monkeypatch.setattr(score_recipe, "score_videos", interrupted)
+    monkeypatch.setattr(pool_scoring, "score_videos", interrupted)
     with pytest.raises(KeyboardInterrupt):
         score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
     first = list(seen)
@@ -145,7 +146,7 @@ def test_score_recipe_resumes_after_a_kill_without_recomputing_or_losing_anythin
 
     seen.clear()
     monkeypatch.setattr(
-        score_recipe, "score_videos", lambda m, p, v, *a, **kw: (seen.extend(v), real(m, p, v, *a, **kw))[1]
+        pool_scoring, "score_videos", lambda m, p, v, *a, **kw: (seen.extend(v), real(m, p, v, *a, **kw))[1]
     )
     summary = score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
     assert sorted(seen) == sorted(r["video"] for r in rows[4:])  # only the rest
@@ -168,7 +169,7 @@ def test_score_recipe_refuses_to_resume_with_another_model_or_prompt(tmp_path, t
 
     _, rows = video_dir
     _pool(tmp_path, rows)
-    real = score_recipe.score_videos
+    real = pool_scoring.score_videos
     batches: list[list[str]] = []
 
     def interrupted(model, processor, videos, *a, **kw):
@@ -177,7 +178,7 @@ def test_score_recipe_refuses_to_resume_with_another_model_or_prompt(tmp_path, t
         batches.append(list(videos))
         return real(model, processor, videos, *a, **kw)
 
-    monkeypatch.setattr(score_recipe, "score_videos", interrupted)
+    monkeypatch.setattr(pool_scoring, "score_videos", interrupted)
     with pytest.raises(KeyboardInterrupt):
         score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
     work = tmp_path / "scored.work"
@@ -193,7 +194,7 @@ def test_score_recipe_refuses_to_resume_with_another_model_or_prompt(tmp_path, t
     with pytest.raises(RunConfigError, match="scoring.task: 'scoring' -> 'difficulty'"):
         score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(task="difficulty"), SMALL)
     assert sorted(work.glob("shard-*.parquet")) == shards and len(batches) == 1  # nothing was scored or mixed in
-    monkeypatch.setattr(score_recipe, "score_videos", real)
+    monkeypatch.setattr(pool_scoring, "score_videos", real)
 
     summary = score_recipe.main(
         _args(tmp_path, other_model, "other", work_dir=str(tmp_path / "w2")), ScoringConfig(), SMALL

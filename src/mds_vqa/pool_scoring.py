@@ -1,0 +1,139 @@
+"""Scoring a whole pool: batched, data-parallel, resumable, with a run summary (``recipes/score.py`` calls it).
+
+Each process scores every n-th video through :func:`mds_vqa.scoring.score_videos`, results go to ``work_dir`` in
+shards as they come (:class:`~mds_vqa.resumable.ResumableRun`), an undecodable video is recorded with its cause and
+skipped, and the main process merges every shard into the pool with the score columns, a ``<column>_error`` column and
+a summary. The settings the scores depend on are saved in ``work_dir``: a resume with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .modeling import VideoSamplingConfig
+from .resumable import ResumableRun, check_run_config, gather_summaries, load_failures, merge_results
+from .scoring import ScoringConfig, score_videos
+from .video import VideoReadError
+
+__all__ = ["PoolScoringRun", "scoring_run_config", "score_pool"]
+
+
+@dataclass
+class PoolScoringRun:
+    """How a pool is scored: the output column, the batch and shard sizes, and what to do with unreadable videos."""
+
+    column: str = "score"
+    batch_size: int = 4
+    flush_every: int = 32
+    strict: bool = False
+    retry_failures: bool = False
+    max_initial_failures: int | None = 8
+
+
+def scoring_run_config(
+    pool, *, model: str, adapter: str | None, dtype: str, column: str, split: str | None, scoring, sampling
+) -> dict[str, Any]:
+    """What the scores of a run depend on, saved in its work dir: a resume with other values is refused. The pool is
+    identified by its rows (``video_id`` and ``video`` in order), since shards are merged by row index."""
+    digest = hashlib.sha256()
+    for video_id, video in zip(pool["video_id"], pool["video"]):
+        digest.update(f"{video_id}\0{video}\n".encode())
+    return {
+        "model_name_or_path": model,
+        "adapter": adapter,
+        "dtype": dtype,
+        "score_column": column,
+        "split": split,
+        "prompt": scoring.prompt,
+        **{f"scoring.{k}": v for k, v in asdict(scoring).items()},
+        **{f"sampling.{k}": v for k, v in asdict(sampling).items()},
+        "pool_size": len(pool),
+        "pool_rows_sha256": digest.hexdigest(),
+    }
+
+
+def _result_columns(column: str, mode: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if mode == "expectation":
+        return [{column: r["score"], f"{column}_digit_probs": r["digit_probs"]} for r in results]
+    return [
+        {column: r["score"], f"{column}_texts": r["texts"], f"{column}_parse_failures": r["parse_failures"]}
+        for r in results
+    ]
+
+
+def score_pool(
+    pool,
+    work_dir: str | os.PathLike,
+    model,
+    processor,
+    scoring: ScoringConfig,
+    sampling: VideoSamplingConfig,
+    state,
+    run: PoolScoringRun,
+    run_config: dict[str, Any],
+) -> tuple[Any, dict[str, Any]] | None:
+    """Score this process's share of ``pool`` (a Dataset with ``video_id`` and ``video``) into ``work_dir``.
+
+    A collective: every process of ``state`` (an ``accelerate.PartialState``) must call it. ``run_config`` (see
+    :func:`scoring_run_config`) is checked by every process before any work and written by the main process.
+
+    Returns:
+        On the main process, ``(scored pool, summary)``: the pool with ``<column>`` (None where a video was not
+        scored), the mode's extra columns and ``<column>_error`` (why a video could not be read), and the counts of
+        this run summed over every process. ``None`` on the other processes.
+    """
+    work_dir = Path(work_dir)
+    check_run_config(work_dir, run_config, write=False, what="scores")
+    if state.is_main_process:  # what it writes equals what every other process checks against
+        check_run_config(work_dir, run_config, write=True, what="scores")
+    column = run.column
+
+    def fn(rows):
+        return _result_columns(
+            column, scoring.mode, score_videos(model, processor, [r["video"] for r in rows], scoring, sampling)
+        )
+
+    job = ResumableRun(
+        work_dir,
+        fn,
+        batch_size=run.batch_size,
+        flush_every=run.flush_every,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        strict=run.strict,
+        skip_exceptions=(VideoReadError,),
+        retry_failures=run.retry_failures,
+        max_initial_failures=run.max_initial_failures,
+        desc=f"scoring ({scoring.mode}, {scoring.task})",
+    )
+    totals = gather_summaries(job.run(pool.select_columns(["video_id", "video"])))  # a collective
+    if not state.is_main_process:
+        return None
+    scored, missing = merge_results(pool, work_dir)
+    failures = {f["_index"]: f["reason"] for f in load_failures(work_dir)}
+    scored = scored.add_column(f"{column}_error", [failures.get(i) for i in range(len(scored))])
+    summary = {
+        "score_column": column,
+        "videos": len(scored),
+        "scored": len(scored) - len(missing),
+        "unreadable": len(failures),
+        "unreadable_videos": [{"video_id": scored[i]["video_id"], "reason": r} for i, r in sorted(failures.items())],
+        "not_scored": len(missing) - len(failures),
+        "nan_scores": sum(1 for s in scored[column] if s is not None and math.isnan(s)),
+        "computed_this_run": totals["computed"],
+        "skipped_already_done": totals["skipped_done"],
+        "unreadable_this_run": totals["failed"],
+        "seconds": totals["seconds"],
+        "processes": totals["processes"],
+        "scoring": asdict(scoring),
+        "sampling": asdict(sampling),
+    }
+    if scoring.mode == "generate":
+        summary["parse_failures"] = int(sum(n or 0 for n in scored[f"{column}_parse_failures"]))
+        summary["samples"] = scoring.num_samples * summary["scored"]
+    return scored, summary
