@@ -100,6 +100,39 @@ def prepare_datasets(script_args: FailurePredictorScriptArguments, training_args
     return train, evaluation
 
 
+def _card_facts(
+    script_args, training_args, model_args, sampling, hub_card, trainer, train, evaluation, metrics
+) -> dict:
+    """What the model card says about this run, recorded in provenance.json."""
+    domains = sorted(set(evaluation["dataset"])) if evaluation is not None else []
+    held_out = script_args.eval_split or f"held-out {script_args.eval_size:.0%} of the source"
+    return dict(
+        base_model=model_args.model_name_or_path,
+        datasets=(hub_card.card_datasets if hub_card else None) or [],
+        source_data=script_args.dataset_path,
+        num_train_examples=len(train),
+        training={
+            "pairing": training_args.pairing,
+            "learning rate": training_args.learning_rate,
+            "epochs": training_args.num_train_epochs if training_args.max_steps <= 0 else None,
+            "max steps": training_args.max_steps if training_args.max_steps > 0 else None,
+            "batch size per device": training_args.per_device_train_batch_size,
+            "gradient accumulation": training_args.gradient_accumulation_steps,
+            "processes": training_args.world_size,
+            "fidelity ε": training_args.fidelity_eps,
+            "vision tower frozen": training_args.freeze_vision_tower,
+            "weights dtype": model_args.dtype,
+            "seed": training_args.seed,
+        },
+        eval_results=failure_predictor_eval_rows(metrics, ", ".join(domains) or "held-out source", held_out),
+        eval_description="g against f's error on held-out source videos.",
+        prompt_variant=training_args.prompt_variant,
+        answer_prefix=training_args.answer_prefix,
+        sampling=asdict(sampling),
+        tags=list(trainer.model.model_tags or []),
+    )
+
+
 def main(
     script_args: FailurePredictorScriptArguments,
     training_args: FailurePredictorConfig,
@@ -142,32 +175,8 @@ def main(
         trainer.save_metrics("eval", metrics)
     if trainer.accelerator.is_main_process:
         print(f"Saved the failure-predictor adapter to {training_args.output_dir}")
-        domains = sorted(set(evaluation["dataset"])) if evaluation is not None else []
-        held_out = script_args.eval_split or f"held-out {script_args.eval_size:.0%} of the source"
-        card = dict(  # what the model card says, recorded in provenance.json
-            base_model=model_args.model_name_or_path,
-            datasets=(hub_card.card_datasets if hub_card else None) or [],
-            source_data=script_args.dataset_path,
-            num_train_examples=len(train),
-            training={
-                "pairing": training_args.pairing,
-                "learning rate": training_args.learning_rate,
-                "epochs": training_args.num_train_epochs if training_args.max_steps <= 0 else None,
-                "max steps": training_args.max_steps if training_args.max_steps > 0 else None,
-                "batch size per device": training_args.per_device_train_batch_size,
-                "gradient accumulation": training_args.gradient_accumulation_steps,
-                "processes": training_args.world_size,
-                "fidelity ε": training_args.fidelity_eps,
-                "vision tower frozen": training_args.freeze_vision_tower,
-                "weights dtype": model_args.dtype,
-                "seed": training_args.seed,
-            },
-            eval_results=failure_predictor_eval_rows(metrics, ", ".join(domains) or "held-out source", held_out),
-            eval_description="g against f's error on held-out source videos.",
-            prompt_variant=training_args.prompt_variant,
-            answer_prefix=training_args.answer_prefix,
-            sampling=asdict(sampling),
-            tags=list(trainer.model.model_tags or []),
+        card = _card_facts(
+            script_args, training_args, model_args, sampling, hub_card, trainer, train, evaluation, metrics
         )
         write_provenance(
             training_args.output_dir,
