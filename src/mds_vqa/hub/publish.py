@@ -60,19 +60,8 @@ def publish_adapter(
     )
     stage = stage_adapter(adapter_dir, hub_args.stage_dir_for(adapter_dir), info)
     logger.info("Staged the %s adapter with its model card in %s", info.kind, stage)
-    pushed = None
-    if hub_args.push_to_hub:
-        pushed = push_to_hub(
-            stage,
-            hub_args.hub_model_id,
-            repo_type="model",
-            private=hub_args.hub_private,
-            revision=hub_args.hub_revision,
-            commit_message=f"Upload mds-vqa {info.kind} adapter with its model card",
-            api=api,
-        )
-        logger.info("Pushed %s to %s (%s)", stage, pushed.repo_url, pushed.commit_url)
-    return Published(stage_dir=Path(stage), pushed=pushed)
+    message = f"Upload mds-vqa {info.kind} adapter with its model card"
+    return _push_if_asked(stage, hub_args, hub_args.hub_model_id, "model", message, api)
 
 
 def publish_dataset(
@@ -112,16 +101,22 @@ def publish_dataset(
     )
     stage = stage_dataset(dataset, stage_dir, info, source_dir=source_dir)
     logger.info("Staged the %s Dataset with its card in %s", kind, stage)
+    rows = sum(len(ds) for ds in as_splits(dataset).values())
+    message = f"Upload mds-vqa {DATASET_KINDS[kind]} ({rows} rows) with its dataset card"
+    return _push_if_asked(stage, hub_args, hub_args.hub_dataset_id, "dataset", message, api)
+
+
+def _push_if_asked(stage, hub_args: HubArguments, repo_id: str | None, repo_type: str, message: str, api) -> Published:
+    """Push the staged folder when ``hub_args.push_to_hub`` asks for it; the staged copy is kept either way."""
     pushed = None
     if hub_args.push_to_hub:
-        rows = sum(len(ds) for ds in as_splits(dataset).values())
         pushed = push_to_hub(
             stage,
-            hub_args.hub_dataset_id,
-            repo_type="dataset",
+            repo_id,
+            repo_type=repo_type,
             private=hub_args.hub_private,
             revision=hub_args.hub_revision,
-            commit_message=f"Upload mds-vqa {DATASET_KINDS[kind]} ({rows} rows) with its dataset card",
+            commit_message=message,
             api=api,
         )
         logger.info("Pushed %s to %s (%s)", stage, pushed.repo_url, pushed.commit_url)
