@@ -44,6 +44,13 @@ class SelectArguments:
     compare_random: bool = field(
         default=True, metadata={"help": "Report the diversity of a random subset of the same size."}
     )
+    labelled_paths: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Datasets with the features column of videos labelled before (earlier rounds, the source pool): "
+            "the diversity term then averages over them too (mds, diversity; coreset starts from them)."
+        },
+    )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
 
@@ -77,6 +84,7 @@ def main(args: SelectArguments, hub_args=None) -> Path:
         keep_features=args.keep_features,
         compare_random=args.compare_random,
         source=args.pool_path,
+        labelled=[load_from_disk(p) for p in args.labelled_paths or []],
     )
     subset, result, pool = chosen.subset, chosen.selection, chosen.pool
     if out.exists() and args.overwrite:
@@ -102,7 +110,8 @@ def main(args: SelectArguments, hub_args=None) -> Path:
     }
     (out / "selection.json").write_text(json.dumps(record, indent=2))
     summary = {k: v for k, v in record.items() if k not in ("pool_index", "video_id")}  # per video: in the Dataset
-    write_provenance(out, recipe="select_subset", arguments=[args, hub_args], summary=summary, inputs=[args.pool_path])
+    inputs = [args.pool_path, *(args.labelled_paths or [])]
+    write_provenance(out, recipe="select_subset", arguments=[args, hub_args], summary=summary, inputs=inputs)
     print(
         f"Selected {len(result.indices)} of {len(pool)} videos with {args.strategy!r} in {result.seconds:.2f} s "
         f"on {result.device} -> {out} (report: {report})"

@@ -76,3 +76,16 @@ def test_write_selection_report_writes_the_tables_and_pictures(tmp_path):
     assert f"| 1 | `{first}` | {chosen.subset['g'][0]:.4f} | — |" in text
     for picture in ("feature_map.png", "difficulty.png"):
         assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_select_subset_counts_the_labelled_datasets_in_the_diversity_term():
+    pool, labelled = _pool(30), _pool(8)  # two Datasets: the candidates, and videos labelled before
+    chosen = select_subset(pool, "mds", budget=6, lam=2.0, device="cpu", progress=False, labelled=[labelled])
+    g = np.asarray(pool["difficulty"])
+    feats = [np.asarray(f, dtype=np.float32) for f in pool["features"]]
+    known = [np.asarray(f, dtype=np.float32) for f in labelled["features"]]
+    want = select("mds", difficulty=g, features=feats, budget=6, lam=2.0, device="cpu", labelled_features=known)
+    assert chosen.selection.indices == want
+    assert chosen.selection.params["labelled_videos"] == 8
+    blind = select_subset(pool, "mds", budget=6, lam=2.0, device="cpu", progress=False)
+    assert blind.selection.params["labelled_videos"] == 0

@@ -9,6 +9,11 @@ Two ways to the same picks (up to float32 rounding of the distances):
   score of a step is never brought up to date (:class:`_LazySums`).
 
 Ties break on the lowest index; scores use the released code's arithmetic (``g + λ·(Σ/|D|)``) in float64.
+
+Diversity against what is already labelled: with ``base_sums`` (:func:`labelled_sums`, the sum of each candidate's
+distances to ``m`` labelled videos L), the diversity term averages over L and the picks so far,
+``(Σ_{y∈L} d(x, y) + Σ_{y∈D} d(x, y)) / (m + |D|)``, and the first pick is the argmax of ``g + λ·Σ_L/m``. With no
+labelled video (``m = 0``) this is the released algorithm.
 """
 
 from __future__ import annotations
@@ -24,13 +29,30 @@ from .frame_pool import FramePool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["argmax_lowest", "greedy_mean_distance"]
+__all__ = ["argmax_lowest", "greedy_mean_distance", "labelled_sums"]
 
 
 def argmax_lowest(score: torch.Tensor) -> int:
     """The index of the largest score, the lowest one on ties."""
     # torch.argmax returns the first maximal index (documented), i.e. ties break on the lowest index.
     return int(torch.argmax(score))
+
+
+def labelled_sums(pool: FramePool, labelled: FramePool, *, chunk_frames: int | None = None) -> torch.Tensor:
+    """Float64 sum over the labelled videos of each pool video's Chamfer distance to them (``(N,)``), computed as
+    many-vs-all passes over the pool, 32 labelled videos at a time."""
+    sums = torch.zeros(len(pool), dtype=torch.float64, device=pool.device)
+    for b0 in range(0, len(labelled), 32):
+        queries = labelled.subset(torch.arange(b0, min(len(labelled), b0 + 32))).as_queries()
+        sums += chamfer_many_vs_all(queries, pool, chunk_frames=chunk_frames).to(torch.float64).sum(dim=1)
+    return sums
+
+
+def first_pick(g: torch.Tensor, lam: float, base_sums: torch.Tensor | None, base_count: int) -> int:
+    """The first pick: argmax g, or with labelled videos argmax ``g + λ·(mean distance to them)``."""
+    if base_count == 0 or base_sums is None:
+        return argmax_lowest(g)
+    return argmax_lowest((base_sums / base_count).mul_(lam).add_(g))
 
 
 class _PickedSet:
@@ -151,8 +173,11 @@ def greedy_mean_distance(
     desc: str,
     lazy: bool = True,
     stats: dict | None = None,
+    base_sums: torch.Tensor | None = None,
+    base_count: int = 0,
 ) -> tuple[list[int], np.ndarray]:
-    """The MDS greedy: argmax of ``g + λ·(Σ_{y∈D} d(x, y))/|D|`` over the remaining candidates at every step.
+    """The MDS greedy: argmax of ``g + λ·(Σ_{y∈D} d(x, y))/|D|`` over the remaining candidates at every step
+    (with ``base_sums`` over ``base_count`` labelled videos: ``g + λ·(base + Σ_D)/(base_count + |D|)``).
 
     ``lazy=False``: one :func:`~mds_vqa.diversity.chamfer_one_vs_all` pass over the pool per pick (a running sum per
     candidate). ``lazy=True`` (default): the same picks, up to float32 rounding of the distances, computing only the
@@ -162,19 +187,22 @@ def greedy_mean_distance(
     stats = {} if stats is None else stats
     if not lazy:
         stats["distances_computed"] = len(pool) * (budget - 1)
-        return _greedy_passes(g, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc=desc)
+        return _greedy_passes(
+            g, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc=desc, base=(base_sums, base_count)
+        )
     n = len(pool)
     state = _LazySums(pool, budget, chunk_frames=chunk_frames)
-    step = _LazyStep(n, pool.device)
-    pick = argmax_lowest(g)
-    order, diversity = [pick], [float("nan")]
+    step = _LazyStep(n, pool.device, base_sums, base_count)
+    pick = first_pick(g, lam, base_sums, base_count)
+    order = [pick]
+    diversity = [float(base_sums[pick]) / base_count if base_count else float("nan")]
     step.taken[pick] = True
     state.add(pick)
     with tqdm(total=budget, initial=1, desc=desc, unit="pick", disable=not progress) as bar:
         for k in range(1, budget):
             pick, best_sum = step.best(state, g, lam, k)
             order.append(pick)
-            diversity.append(best_sum / k)
+            diversity.append(best_sum / (k + base_count))
             step.taken[pick] = True
             state.add(pick)
             bar.update(1)
@@ -193,18 +221,25 @@ class _LazyStep:
     """One step of the lazy greedy: visit candidates by decreasing upper bound, bring them up to date, stop when the
     next bound falls below the best exact score. Keeps the buffers and the search width from step to step."""
 
-    def __init__(self, n: int, device: torch.device):
+    def __init__(self, n: int, device: torch.device, base_sums: torch.Tensor | None = None, base_count: int = 0):
         self.n = n
+        self.base = base_sums if base_count else None  # distances to the labelled videos, a constant per candidate
+        self.base_count = base_count
         self.ub = torch.empty(n, dtype=torch.float64, device=device)
         self.checked = torch.zeros(n, dtype=torch.bool, device=device)
         self.taken = torch.zeros(n, dtype=torch.bool, device=device)
         self.width = 32
 
     def best(self, state: _LazySums, g: torch.Tensor, lam: float, k: int) -> tuple[int, float]:
-        """The pick of step ``k`` (``k`` videos picked so far) and its exact sum of distances to them."""
-        n, ub, checked = self.n, self.ub, self.checked
+        """The pick of step ``k`` (``k`` videos picked so far) and its exact sum of distances to them (and to the
+        labelled videos)."""
+        n, ub, checked, base = self.n, self.ub, self.checked, self.base
+        denom = k + self.base_count
         # upper bounds: the same float operations as the exact score on a larger sum (rounding is monotone)
-        state.upper_bound(ub).div_(k).mul_(lam).add_(g).masked_fill_(self.taken, float("-inf"))
+        state.upper_bound(ub)
+        if base is not None:
+            ub.add_(base)
+        ub.div_(denom).mul_(lam).add_(g).masked_fill_(self.taken, float("-inf"))
         checked.zero_()
         best_val, best_idx, best_sum = float("-inf"), -1, 0.0
         t = min(n, self.width)
@@ -214,13 +249,15 @@ class _LazyStep:
             if fresh.numel():
                 checked[fresh] = True
                 sums = state.update(fresh)
-                exact = (sums / k).mul_(lam).add_(g[fresh])
+                if base is not None:
+                    sums = sums + base[fresh]
+                exact = (sums / denom).mul_(lam).add_(g[fresh])
                 top = float(exact.max())
                 if top >= best_val:
                     cand = int(fresh[exact == top].min())
                     if top > best_val or cand < best_idx:
                         best_val, best_idx = top, cand
-                        best_sum = float(state.partial[cand])
+                        best_sum = float(state.partial[cand]) + (float(base[cand]) if base is not None else 0.0)
             floor = float(vals[-1])
             if floor < best_val or floor == float("-inf") or t == n:
                 break
@@ -230,27 +267,37 @@ class _LazyStep:
 
 
 def _greedy_passes(
-    g: torch.Tensor, pool: FramePool, budget: int, lam: float, *, progress: bool, chunk_frames: int | None, desc: str
+    g: torch.Tensor,
+    pool: FramePool,
+    budget: int,
+    lam: float,
+    *,
+    progress: bool,
+    chunk_frames: int | None,
+    desc: str,
+    base: tuple[torch.Tensor | None, int] = (None, 0),
 ) -> tuple[list[int], np.ndarray]:
-    """The MDS greedy with one one-vs-all pass per step: running float64 sum of distances per candidate."""
+    """The MDS greedy with one one-vs-all pass per step: running float64 sum of distances per candidate (starting
+    from the sums to the labelled videos, ``base``)."""
     n = len(pool)
     device = pool.device
-    sums = torch.zeros(n, dtype=torch.float64, device=device)
+    base_sums, m = base
+    sums = torch.zeros(n, dtype=torch.float64, device=device) if not m else base_sums.clone()
     dist = torch.empty(n, dtype=torch.float32, device=device)
     score = torch.empty(n, dtype=torch.float64, device=device)
     taken = torch.zeros(n, dtype=torch.bool, device=device)
-    pick = argmax_lowest(g)
-    order, diversity = [pick], [float("nan")]
+    pick = first_pick(g, lam, base_sums, m)
+    order, diversity = [pick], [float(sums[pick]) / m if m else float("nan")]
     taken[pick] = True
     with tqdm(total=budget, initial=1, desc=desc, unit="pick", disable=not progress) as bar:
         for k in range(1, budget):
             chamfer_one_vs_all(pool.video(pick), pool, chunk_frames=chunk_frames, out=dist)
             sums.add_(dist)
-            torch.div(sums, k, out=score)  # same arithmetic as the reference: g + λ·(Σ/|D|)
+            torch.div(sums, k + m, out=score)  # same arithmetic as the reference: g + λ·(Σ/|D|)
             score.mul_(lam).add_(g).masked_fill_(taken, float("-inf"))
             pick = argmax_lowest(score)
             order.append(pick)
-            diversity.append(float(sums[pick]) / k)
+            diversity.append(float(sums[pick]) / (k + m))
             taken[pick] = True
             bar.update(1)
     return order, np.asarray(diversity, dtype=np.float64)

@@ -29,6 +29,7 @@ import logging
 import math
 import numbers
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -193,7 +194,8 @@ def select_with_details(
     chunk_frames: int | None = None,
     progress: bool = False,
     compute_diversity: bool = True,
-    lazy: bool = True,
+    lazy: bool | None = None,
+    labelled_features=None,
 ) -> Selection:
     """Run ``strategy`` and return a :class:`Selection` (indices in pick order, g and diversity at each pick).
 
@@ -210,9 +212,14 @@ def select_with_details(
             computed in float32 either way, from the rounded features.
         chunk_frames: pool frames per chunk of a one-vs-all pass (``None``: automatic).
         progress: show a progress bar.
-        lazy: ``mds``/``diversity``: compute only the distances a step needs, under an upper bound of every score
-            (default); ``False``: one full pass over the pool per pick. The picks are the same either way, up to
-            float32 rounding of the distances.
+        lazy: ``mds``/``diversity``: ``True`` computes only the distances a step needs, under an upper bound of
+            every score; ``False``: one full pass over the pool per pick. The picks are the same either way, up to
+            float32 rounding of the distances. ``None`` (default): the faster one on the device, as measured
+            (``benchmarks/selection.py``): lazy on CPU, one pass per pick on a GPU (5.2 s against 27.3 s at
+            N = 100k on an H200, where the lazy scheme's host synchronisations dominate).
+        labelled_features: frame features of videos labelled before (earlier rounds, the source pool), in the
+            formats of ``features``: ``mds`` and ``diversity`` then average the diversity term over them and the
+            picks so far, and ``coreset`` starts with them as centers. ``None``: the released algorithm.
         compute_diversity: for strategies that do not compute it while picking (``difficulty``, ``random``), compute
             the diversity of each pick afterwards (``len(selection)`` passes over the selection).
 
@@ -224,7 +231,9 @@ def select_with_details(
     dev = resolve_device(device)
     _warn_tf32(dev)
     g, pool = _inputs(spec, difficulty, features, storage_dtype, dev)
+    labelled = _labelled_pool(labelled_features, pool, storage_dtype, dev)
     count = resolve_budget(budget, len(pool) if pool is not None else len(g))
+    lazy = dev.type == "cpu" if lazy is None else lazy
     start = time.perf_counter()
     stats: dict = {}
     indices, diversity = spec.fn(
@@ -238,6 +247,7 @@ def select_with_details(
         chunk_frames=chunk_frames,
         lazy=lazy,
         stats=stats,
+        labelled=labelled,
     )
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -256,6 +266,8 @@ def select_with_details(
             "lam": float(lam),
             "seed": seed,
             "storage_dtype": str(pool.frames.dtype).replace("torch.", "") if pool is not None else None,
+            "lazy": lazy,
+            "labelled_videos": len(labelled) if labelled is not None else 0,
             **stats,
         },
     )
@@ -283,6 +295,18 @@ def _warn_tf32(device: torch.device) -> None:
             "call torch.set_float32_matmul_precision('highest') for fp32 distances.",
             torch.get_float32_matmul_precision(),
         )
+
+
+def _labelled_pool(labelled_features, pool: FramePool | None, storage_dtype, device) -> FramePool | None:
+    """The labelled videos' features as a pool like the candidates' (``None`` when there are none)."""
+    if labelled_features is None or len(labelled_features) == 0:
+        return None
+    if pool is None:
+        raise ValueError("labelled_features needs the candidates' features too (features=None)")
+    labelled = FramePool.from_features(labelled_features, dtype=storage_dtype, device=device)
+    if labelled.dim != pool.dim:
+        raise ValueError(f"labelled_features have dimension {labelled.dim} but the pool's features {pool.dim}")
+    return labelled
 
 
 def _inputs(
@@ -317,7 +341,8 @@ def select(
     storage_dtype: str | torch.dtype | None = None,
     chunk_frames: int | None = None,
     progress: bool = False,
-    lazy: bool = True,
+    lazy: bool | None = None,
+    labelled_features=None,
 ) -> list[int]:
     """Pool indices picked by ``strategy``, in pick order. Same arguments as :func:`select_with_details`."""
     return select_with_details(
@@ -333,12 +358,21 @@ def select(
         progress=progress,
         compute_diversity=False,
         lazy=lazy,
+        labelled_features=labelled_features,
     ).indices
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Selecting from a pool Dataset
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def _labelled_frames(labelled: Sequence[Dataset], column: str) -> FramePool | None:
+    """The frame features of every labelled Dataset as one pool (``None`` without any)."""
+    parts = [load_feature_column(ds, column) for ds in labelled if len(ds)]
+    if not parts:
+        return None
+    return FramePool.from_flat(np.concatenate([f for f, _ in parts]), np.concatenate([n for _, n in parts]))
 
 
 def select_subset(
@@ -358,13 +392,15 @@ def select_subset(
     compare_random: bool = True,
     progress: bool = True,
     source: str = "the pool",
+    labelled: Sequence[Dataset] = (),
 ) -> SubsetSelection:
     """Select from a pool Dataset: g from ``difficulty_column``, frame features from ``features_column``.
 
     ``budget`` is anything :func:`parse_budget` reads. Rows without features or with a NaN g (when the strategy uses
     them) raise ``ValueError`` naming them, or are left out with ``drop_incomplete``. ``compare_random`` also measures
     the mean pairwise distance of a seeded random subset of the same size (for the report). ``source`` names the pool
-    in error messages. Returns the subset (pick order, with ``rank``, ``g``, ``diversity``, ``pool_index``; the
+    in error messages. ``labelled``: Datasets with the ``features_column`` of videos labelled before (earlier rounds,
+    the source pool): the diversity term then counts them (see :func:`select_with_details`). Returns the subset (pick order, with ``rank``, ``g``, ``diversity``, ``pool_index``; the
     features column dropped unless ``keep_features``) and everything the report needs (:class:`SubsetSelection`).
     """
     get_strategy(strategy)
@@ -389,6 +425,7 @@ def select_subset(
         device=device,
         storage_dtype=storage_dtype,
         progress=progress,
+        labelled_features=_labelled_frames(labelled, features_column),
     )
     random_div = None
     if compare_random and features is not None:

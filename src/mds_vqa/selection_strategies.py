@@ -7,7 +7,12 @@
   (largest min Chamfer distance) from the picked set;
 - ``random``: a seeded uniform sample.
 
-A strategy is ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy, stats)`` returning
+With ``labelled`` (a :class:`~mds_vqa.frame_pool.FramePool` of videos labelled before: earlier rounds, the source),
+``mds`` and ``diversity`` average their diversity term over the labelled videos and the picks so far
+(:func:`~mds_vqa.greedy.labelled_sums`), and ``coreset`` starts with the labelled videos as centers (its first pick is
+then the video farthest from them, not a random one), as ranked-batch and core-set active learning do.
+
+A strategy is ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy, stats, labelled)`` returning
 ``(indices, diversity_or_None)``; add one with :func:`register_strategy`. Run them through
 :func:`mds_vqa.selection.select`, which validates the inputs.
 """
@@ -21,8 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .diversity import chamfer_one_vs_all
-from .greedy import argmax_lowest, greedy_mean_distance
+from .diversity import chamfer_many_vs_all, chamfer_one_vs_all
+from .greedy import argmax_lowest, greedy_mean_distance, labelled_sums
 
 __all__ = ["STRATEGIES", "Strategy", "get_strategy", "register_strategy"]
 
@@ -62,24 +67,45 @@ def get_strategy(name: str) -> Strategy:
 @register_strategy(
     "mds", needs_difficulty=True, needs_features=True, description="difficulty × diversity greedy (MDS-VQA)"
 )
-def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
     g_t = torch.as_tensor(g, dtype=torch.float64, device=device)
+    base = labelled_sums(pool, labelled, chunk_frames=chunk_frames) if labelled is not None else None
     return greedy_mean_distance(
-        g_t, pool, budget, lam, progress=progress, chunk_frames=chunk_frames, desc="mds", lazy=lazy, stats=stats
+        g_t,
+        pool,
+        budget,
+        lam,
+        progress=progress,
+        chunk_frames=chunk_frames,
+        desc="mds",
+        lazy=lazy,
+        stats=stats,
+        base_sums=base,
+        base_count=len(labelled) if labelled is not None else 0,
     )
 
 
 @register_strategy("diversity", needs_difficulty=False, needs_features=True, description="the MDS greedy with g ≡ 0")
-def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
     zeros = torch.zeros(len(pool), dtype=torch.float64, device=device)
     # With g ≡ 0 the score is λ·mean distance; λ only scales it, so use 1 (any λ > 0 gives the same order).
-    return greedy_mean_distance(
-        zeros, pool, budget, 1.0, progress=progress, chunk_frames=chunk_frames, desc="div", lazy=lazy, stats=stats
+    return _mds(
+        zeros,
+        pool,
+        budget,
+        lam=1.0,
+        seed=seed,
+        device=device,
+        progress=progress,
+        chunk_frames=chunk_frames,
+        lazy=lazy,
+        stats=stats,
+        labelled=labelled,
     )
 
 
 @register_strategy("difficulty", needs_difficulty=True, needs_features=False, description="top-g (λ = 0)")
-def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
     order = np.argsort(-g, kind="stable")[:budget]  # stable: ties keep the lowest index first
     return [int(i) for i in order], None
 
@@ -87,14 +113,20 @@ def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, l
 @register_strategy(
     "coreset", needs_difficulty=False, needs_features=True, description="k-center greedy on the min distance"
 )
-def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
     n = len(pool)
-    first = int(np.random.default_rng(seed).integers(n))
     dist = torch.empty(n, dtype=torch.float32, device=device)
     sums = torch.zeros(n, dtype=torch.float64, device=device)
     nearest = torch.full((n,), float("inf"), dtype=torch.float32, device=device)
     taken = torch.zeros(n, dtype=torch.bool, device=device)
-    pick, order, diversity = first, [first], [float("nan")]
+    m = len(labelled) if labelled is not None else 0
+    for b0 in range(0, m, 32):  # the labelled videos are the first centers
+        queries = labelled.subset(torch.arange(b0, min(m, b0 + 32))).as_queries()
+        block = chamfer_many_vs_all(queries, pool, chunk_frames=chunk_frames)
+        sums += block.to(torch.float64).sum(dim=1)
+        torch.minimum(nearest, block.min(dim=1).values, out=nearest)
+    first = argmax_lowest(nearest) if m else int(np.random.default_rng(seed).integers(n))
+    pick, order, diversity = first, [first], [float(sums[first]) / m if m else float("nan")]
     taken[pick] = True
     with tqdm(total=budget, initial=1, desc="coreset", unit="pick", disable=not progress) as bar:
         for k in range(1, budget):
@@ -103,13 +135,13 @@ def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy
             torch.minimum(nearest, dist, out=nearest)
             pick = argmax_lowest(nearest.masked_fill(taken, float("-inf")))
             order.append(pick)
-            diversity.append(float(sums[pick]) / k)
+            diversity.append(float(sums[pick]) / (k + m))
             taken[pick] = True
             bar.update(1)
     return order, np.asarray(diversity, dtype=np.float64)
 
 
 @register_strategy("random", needs_difficulty=False, needs_features=False, description="seeded uniform sample")
-def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None):
+def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
     n = len(pool) if pool is not None else len(g)
     return [int(i) for i in np.random.default_rng(seed).permutation(n)[:budget]], None
