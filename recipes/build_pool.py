@@ -3,6 +3,8 @@
 Usage:
     python recipes/build_pool.py --config recipes/configs/konvid_1k/build_pool.yaml
     python recipes/build_pool.py --mos_table mos.csv --video_dir videos/ --dataset_name mine --output_dir pools/mine
+    # a pool that travels (to another machine, to the Hub): paths relative to the video folder
+    python recipes/build_pool.py ... --relative_paths true     # then load_pool(pool, video_root=<video folder>)
 
 Everything is validated before anything is written: missing videos, duplicate ids, non-numeric MOS, an empty table
 or a constant MOS column stop the run with the full list of offenders.
@@ -49,6 +51,7 @@ def main(args: BuildPoolArguments, hub_args: HubArguments | None = None) -> Path
         delimiter=args.delimiter,
         has_header=args.has_header,
         higher_is_better=args.higher_is_better,
+        relative_paths=args.relative_paths,
     )
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
@@ -59,7 +62,8 @@ def main(args: BuildPoolArguments, hub_args: HubArguments | None = None) -> Path
         f"Saved pool {args.dataset_name!r}: {len(ds)} videos, splits {splits}, MOS range [{min(mos):.3f}, {max(mos):.3f}]"
         f" -> {out}"
     )
-    summary = {k: getattr(args, k) for k in ("dataset_name", "mos_table", "video_dir", "higher_is_better", "seed")}
+    keys = ("dataset_name", "mos_table", "video_dir", "higher_is_better", "seed", "relative_paths")
+    summary = {k: getattr(args, k) for k in keys}
     summary.update(test_size=args.test_size if args.test_size is not None else "none", videos=len(ds), splits=splits)
     write_provenance(
         out, recipe="build_pool", arguments=[args, hub_args], summary=summary, inputs=[args.mos_table, args.video_dir]

@@ -31,6 +31,10 @@ class BuildPoolArguments:
     delimiter: str | None = field(default=None, metadata={"help": "Column separator (None: auto-detect)."})
     has_header: bool = field(default=True, metadata={"help": "The table's first line is a header."})
     higher_is_better: bool = field(default=True, metadata={"help": "False for DMOS tables: the scale is flipped."})
+    relative_paths: bool = field(
+        default=False,
+        metadata={"help": "Record video paths relative to video_dir (load with video_root) instead of absolute."},
+    )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing pool in output_dir."})
 
 

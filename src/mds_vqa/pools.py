@@ -177,12 +177,15 @@ def build_pool(
     delimiter: str | None = None,
     has_header: bool = True,
     higher_is_better: bool = True,
+    relative_paths: bool = False,
 ) -> Dataset:
     """Build a pool Dataset from a MOS table and a folder of videos, validating everything before any compute.
 
     Raises :class:`PoolValidationError` listing every offender (file line, name, value) for: an empty table,
     missing video files, duplicate ids, NaN or non-numeric MOS (or MOS std), and a MOS column with a single value.
     ``higher_is_better=False`` flips a DMOS scale (``mos = max + min − dmos``) so that higher is always better.
+    The ``video`` column holds absolute paths, or with ``relative_paths=True`` paths relative to ``video_dir`` (a pool
+    that travels: load it with ``mds_vqa.loading.load_pool(..., video_root=<the video folder>)``).
     """
     table_path = Path(mos_table)
     video_dir = Path(video_dir)
@@ -212,7 +215,7 @@ def build_pool(
     dups = _duplicates(table.index, ids)
     if dups:
         problems["duplicate video ids"] = dups
-    paths, missing, ambiguous = _find_videos(table, video_dir, video_extension)
+    paths, missing, ambiguous = _find_videos(table, video_dir, video_extension, relative=relative_paths)
     if missing:
         problems["missing video files"] = missing
     if ambiguous:
@@ -289,10 +292,10 @@ def _duplicates(lines: Iterable[int], ids: Sequence[str]) -> list[str]:
 
 
 def _find_videos(
-    table: pd.DataFrame, video_dir: Path, video_extension: str | None
+    table: pd.DataFrame, video_dir: Path, video_extension: str | None, *, relative: bool = False
 ) -> tuple[list[str], list[str], list[str]]:
-    """The resolved path of each row's video (``""`` when not found once), and the rows whose video is missing or
-    matches several files."""
+    """The resolved path of each row's video (relative to ``video_dir`` with ``relative``; ``""`` when not found once),
+    and the rows whose video is missing or matches several files."""
     where = "line"
     index = _index_videos(video_dir)
     paths: list[str] = []
@@ -312,7 +315,7 @@ def _find_videos(
             ambiguous.append(f"{where} {line}: {key!r} matches {[str(p) for p in found[:3]]}")
             paths.append("")
         else:
-            paths.append(str(found[0].resolve()))
+            paths.append(found[0].relative_to(video_dir).as_posix() if relative else str(found[0].resolve()))
     return paths, missing, ambiguous
 
 
