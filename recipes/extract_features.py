@@ -31,7 +31,9 @@ from mds_vqa.features import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
     FEATURES_COLUMN,
+    column_values,
     extract_features,
+    feature_dim,
     load_open_clip,
     merge_features,
     parse_num_frames,
@@ -145,14 +147,22 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     ds.save_to_disk(str(out))
-    dim = ds.features[args.features_column].shape[1]
+    dim = feature_dim(ds, args.features_column)
+    error_column = f"{args.features_column}_error"
+    ids, errors = column_values(ds, args.id_column), column_values(ds, error_column)
+    unreadable = [{args.id_column: ids[i], "row": i, "reason": e} for i, e in enumerate(errors) if e is not None]
     meta = {
         **run_config,
         "pool_path": args.pool_path,
         "num_frames": num_frames,
         "dim": dim,
         "column": args.features_column,
+        "error_column": error_column,
+        "videos": len(ds),
+        "with_features": len(ds) - len(missing),
         "missing": missing,
+        "unreadable": len(unreadable),
+        "unreadable_videos": unreadable,
         "computed_this_run": totals["computed"],
         "skipped_already_done": totals["skipped_done"],
         "unreadable_this_run": totals["failed"],

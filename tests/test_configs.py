@@ -23,6 +23,10 @@ RECIPE_OF = {
     "evaluate": "evaluate_models",
     "gmad": "gmad",
     "pipeline": "pipeline",
+    "make_weak_pairs": "make_weak_pairs",
+    "pseudo_label": "pseudo_label",
+    "rate": "rate",
+    "import_ratings": "import_ratings",
 }
 
 # PipelineConfig fields holding another recipe's fields, and that recipe

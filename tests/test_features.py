@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_recipe
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, List, Value, load_from_disk
 
 from mds_vqa.features import (
     FEATURES_COLUMN,
     extract_features,
+    feature_dim,
     load_feature_column,
     load_open_clip,
     merge_features,
@@ -78,7 +80,7 @@ def test_features_are_normalised_open_clip_embeddings_of_uniformly_sampled_frame
     assert (summary.computed, summary.failed) == (NUM_VIDEOS - 1, 1)
     ds, missing = merge_features(assets["pool"], tmp_path / "work")
     assert missing == [NUM_VIDEOS - 1]
-    assert ds.features[FEATURES_COLUMN].shape == (None, 32)
+    assert feature_dim(ds) == 32 and ds.features[FEATURES_COLUMN] == List(List(Value("float32"), length=32))
     model, preprocess = load_open_clip(assets["model_name"])
     from PIL import Image
 
@@ -108,10 +110,24 @@ def test_a_corrupt_video_is_recorded_and_skipped(assets, tmp_path):
     ds, missing = merge_features(assets["pool"], tmp_path / "work")
     assert missing_feature_rows(ds) == [NUM_VIDEOS - 1]
     assert ds.with_format("arrow")[FEATURES_COLUMN][NUM_VIDEOS - 1].as_py() is None
+    errors = ds[f"{FEATURES_COLUMN}_error"][:]
+    assert errors[:-1] == [None] * (NUM_VIDEOS - 1) and errors[-1] == failures[0]["reason"]
+    assert ds.column_names.index(f"{FEATURES_COLUMN}_error") == ds.column_names.index(FEATURES_COLUMN) + 1
     with pytest.raises(ValueError, match=r"rows \[6\], ids \['corrupt'\]"):
         load_feature_column(ds)
     with pytest.raises(Exception, match="corrupt.mp4"):
         run(assets, tmp_path / "strict", strict=True)
+
+
+def test_a_missing_features_value_reads_back_as_none_not_nan(assets, tmp_path):
+    run(assets, tmp_path / "work")
+    merged, _ = merge_features(assets["pool"], tmp_path / "work")
+    merged.save_to_disk(str(tmp_path / "saved"))
+    ds = load_from_disk(str(tmp_path / "saved"))
+    assert ds[NUM_VIDEOS - 1][FEATURES_COLUMN] is None and ds[FEATURES_COLUMN][:][NUM_VIDEOS - 1] is None
+    assert ds.with_format("numpy")[NUM_VIDEOS - 1][FEATURES_COLUMN] is None
+    first = ds.with_format("numpy")[0][FEATURES_COLUMN]
+    assert first.dtype == np.float32 and first.shape == (4, 32)
 
 
 def test_a_killed_run_resumes_without_recomputing_anything(assets, tmp_path):
@@ -198,9 +214,15 @@ def test_extract_then_select_recipes_write_features_subset_and_report(assets, tm
         )
     )
     ds = load_from_disk(str(out))
-    assert ds.features[FEATURES_COLUMN].shape == (None, 32) and missing_feature_rows(ds) == [NUM_VIDEOS - 1]
+    assert feature_dim(ds) == 32 and missing_feature_rows(ds) == [NUM_VIDEOS - 1]
+    assert ds[f"{FEATURES_COLUMN}_error"][NUM_VIDEOS - 1].startswith("VideoReadError: Cannot read video ")
     record = read_provenance(out)
     assert record.recipe == "extract_features" and record.summary["num_frames"] == 4 and record.summary["dim"] == 32
+    summary = json.loads((out / "feature_extraction.json").read_text())
+    assert (summary["videos"], summary["with_features"], summary["unreadable"]) == (NUM_VIDEOS, NUM_VIDEOS - 1, 1)
+    assert summary["unreadable_videos"] == [
+        {"video_id": "corrupt", "row": NUM_VIDEOS - 1, "reason": ds[f"{FEATURES_COLUMN}_error"][NUM_VIDEOS - 1]}
+    ]
     assert record.inputs == [{"path": assets["pool_path"], "provenance": None}]
     assert record.arguments["ExtractFeaturesArguments"]["model_name"] == assets["model_name"]
     ds = ds.add_column("difficulty", [float(x) for x in np.linspace(1, 5, len(ds))])

@@ -191,3 +191,68 @@ def test_recipe_stages_write_the_recipe_fields_with_the_users_fields_on_top():
     assert args["adapter"] is None and args["mode"] == "expectation" and args["task"] == "scoring"
     assert args["fps"] == 1.0 and args["batch_size"] == 8 and args["dtype"] == "bfloat16"
     assert stage.recipe == "score" and stage.kind == "score"
+
+
+# ------------------------------------------------------------------ scoring modes per stage (no model runs)
+
+PAPER_PIPELINE = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "youtube_sfv_sdr" / "pipeline.yaml"
+
+
+def _recorded_scoring_stages(tmp_path, monkeypatch, **overrides) -> dict:
+    """The arguments every scoring stage of the paper's pipeline config (with ``overrides``) would run with: the base
+    scores, round 2 (f re-scores the source there) and the evaluation's source scores; the recipes are not run."""
+    import yaml
+
+    from mds_vqa.pipeline import Pipeline, PipelineConfig
+
+    config = {**yaml.safe_load(PAPER_PIPELINE.read_text()), "output_dir": str(tmp_path / "run"), **overrides}
+    pipe = Pipeline(PipelineConfig(**config))
+    stages: dict[str, dict] = {}
+
+    def record(name, recipe, args, output, kind="score"):
+        stages[name] = {"recipe": recipe, **args}
+        return output
+
+    monkeypatch.setattr(pipe, "recipe", record)
+    for step in ("unlabelled_pool", "candidates", "annotate"):  # in-process steps that read earlier outputs
+        monkeypatch.setattr(pipe, step, lambda r, *a, step=step: tmp_path / step)
+    source, _ = pipe.score_base()
+    pipe.run_round(2, "f_round_1", tmp_path / "features", source)
+    pipe.base_source_for_eval(source)
+    return {name: args for name, args in stages.items() if args["recipe"] == "score"}
+
+
+def test_each_scoring_stage_reads_with_its_own_mode_the_paper_config_reading_f_by_sampled_thinking(
+    tmp_path, monkeypatch
+):
+    stages = _recorded_scoring_stages(tmp_path, monkeypatch)
+    modes = {name: args["mode"] for name, args in stages.items()}
+    assert modes == {
+        "base_score_source": "generate",  # what g learns from
+        "base_score_target": "generate",
+        "r2_score_source": "generate",
+        "r2_difficulty": "expectation",  # g
+        "r2_score_source_test": "generate",  # evaluation
+        "r2_score_target_test": "generate",
+    }  # the evaluation reads like f's source scores: the base source scores are reused, not scored again
+    parser = load_recipe("score").make_parser()
+    _, f, _, _ = parser.parse_dict({k: v for k, v in stages["base_score_source"].items() if k != "recipe"})
+    assert (f.variant, f.do_sample, f.top_k, f.top_p, f.temperature) == ("thinking", True, 50, 1.0, None)
+    _, g, _, _ = parser.parse_dict({k: v for k, v in stages["r2_difficulty"].items() if k != "recipe"})
+    assert (g.task, g.variant, g.reading, g.decimals) == ("difficulty", "direct", "prefix", 0)  # as g is trained
+    assert stages["r2_difficulty"]["adapter"] == str(tmp_path / "run" / "round_2" / "g")
+
+
+def test_an_evaluation_mode_other_than_the_source_mode_scores_the_source_again(tmp_path, monkeypatch):
+    stages = _recorded_scoring_stages(tmp_path, monkeypatch, eval_score_mode="both", source_score_mode="expectation")
+    assert stages["base_score_source"]["mode"] == "expectation"
+    assert stages["base_score_source_eval"]["mode"] == "both" and stages["r2_score_target_test"]["mode"] == "both"
+
+
+def test_a_scoring_mode_for_every_stage_at_once_is_refused():
+    from mds_vqa.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="source_score_mode, difficulty_score_mode and eval_score_mode"):
+        PipelineConfig(score_args={"mode": "generate"})
+    with pytest.raises(ValueError, match="difficulty_score_mode must be one of"):
+        PipelineConfig(difficulty_score_mode="sampled")

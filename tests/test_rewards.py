@@ -256,3 +256,93 @@ def test_registry_binds_num_generations_and_keeps_the_logged_name():
         get_reward_funcs(["thurstone"])
     with pytest.raises(ValueError, match="accuracy"):
         get_reward_funcs(["accuracy"], num_generations=2)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pair ground truth (weak pairs, pair Datasets): a pair prompt is compared with the other prompt of its pair, by p
+# --------------------------------------------------------------------------------------------------------------------
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("scores", [[3.0, 3.5, 2.0, 2.5], [1.2, 4.8, 3.3, 3.1], [2.0, NAN, 4.0, 4.4]])
+def test_pair_ground_truth_equals_the_mos_reward_when_the_pair_order_matches_mos(scores):
+    by_mos = thurstone_rewards_detailed(scores, [4, 2], 2)
+    by_pair = thurstone_rewards_detailed(scores, [NAN, NAN], 2, pairs=[("k", "a", 1.0), ("k", "b", 1.0)])
+    assert list(by_pair) == pytest.approx(list(by_mos), abs=1e-12)
+    # the better video on side b (p = 0): the same rewards
+    flipped = thurstone_rewards(scores, [None, None], 2, pairs=[("k", "b", 0.0), ("k", "a", 0.0)])
+    assert flipped == pytest.approx(list(by_mos), abs=1e-12)
+    # a tie (p = 0.5) is the MOS tie
+    tie = thurstone_rewards(scores, [None, None], 2, pairs=[("k", "a", 0.5), ("k", "b", 0.5)])
+    assert tie == pytest.approx(thurstone_rewards(scores, [3, 3], 2), abs=1e-12)
+
+
+def test_a_soft_pair_label_is_the_ground_truth_of_the_formula():
+    got = thurstone_rewards([3.0, 3.5, 2.0, 2.5], [None, None], 2, pairs=[("k", "a", 0.8), ("k", "b", 0.8)])
+    sd = math.sqrt(0.125 + 0.125 + EPS)
+    assert got[0] == pytest.approx(_r(norm.cdf((3.0 - 2.25) / sd), 0.8), abs=1e-12)
+    assert got[3] == pytest.approx(_r(norm.cdf((2.5 - 3.25) / sd), 0.2), abs=1e-12)
+
+
+def test_pair_prompts_and_mos_prompts_of_one_batch_are_never_compared():
+    mos_scores, pair_scores = [3.0, 3.5, 2.0, 2.4, 4.0, 4.6], [2.2, 2.8, 3.9, 3.1]
+    mixed = thurstone_rewards_detailed(
+        mos_scores + pair_scores,
+        [3.0, 2.0, 3.5, None, None],
+        2,
+        groups=["d"] * 5,
+        pairs=[None, None, None, ("p0", "a", 0.0), ("p0", "b", 0.0)],
+    )
+    assert list(mixed)[:6] == pytest.approx(thurstone_rewards(mos_scores, [3.0, 2.0, 3.5], 2), abs=1e-12)
+    assert list(mixed)[6:] == pytest.approx(thurstone_rewards(pair_scores, [1, 2], 2), abs=1e-12)
+    assert mixed.lonely_prompts == 0
+
+
+def test_two_pairs_in_one_batch_stay_apart_and_a_repeated_side_is_a_tie():
+    scores = [3.0, 3.5, 2.0, 2.5, 1.0, 1.4, 4.0, 4.2]
+    two = thurstone_rewards(scores, [None] * 4, 2, pairs=[("x", "a", 1), ("x", "b", 1), ("y", "a", 0), ("y", "b", 0)])
+    assert two == pytest.approx(thurstone_rewards(scores[:4], [2, 1], 2) + thurstone_rewards(scores[4:], [1, 2], 2))
+    # the sampler's fill may repeat a pair: a copy of one's own side is a tie, the other side is ordered by p
+    repeated = thurstone_rewards(
+        scores, [None] * 4, 2, pairs=[("x", "a", 1), ("x", "b", 1), ("x", "a", 1), ("x", "b", 1)]
+    )
+    assert repeated == pytest.approx(thurstone_rewards(scores, [2, 1, 2, 1], 2), abs=1e-12)
+
+
+def test_a_pair_prompt_without_its_partner_is_lonely_and_bad_pairs_are_refused():
+    res = thurstone_rewards_detailed([3.0, 3.5, 2.0, 2.5], [4, None], 2, pairs=[None, ("k", "a", 1.0)])
+    assert list(res) == [0.5] * 4 and res.lonely_prompts == 2
+    with pytest.raises(ValueError, match="side must be 'a' or 'b'"):
+        thurstone_rewards([3.0, 2.0], [None, None], 1, pairs=[("k", "left", 1.0), ("k", "b", 1.0)])
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+        thurstone_rewards([3.0, 2.0], [None, None], 1, pairs=[("k", "a", 2.0), ("k", "b", 2.0)])
+    with pytest.raises(ValueError, match="Non-finite MOS"):
+        thurstone_rewards([3.0, 2.0], [None, 2.0], 1)
+    with pytest.raises(ValueError, match="different pairs"):
+        thurstone_rewards(
+            [3.0, 2.0, 1.0, 1.0], [None] * 4, 2, pairs=[("k", "a", 1), ("j", "a", 1), ("k", "b", 1), ("k", "b", 1)]
+        )
+
+
+def test_trl_wrapper_reads_the_pair_columns_and_logs_the_pair_prompts():
+    scores = [3.0, 3.4, 2.0, 2.6, 3.0, 3.2, 1.0, 4.0]
+    logged = {}
+    got = _thurstone(2)(
+        [f"<answer>{s}</answer>" for s in scores],
+        mos=[4.0, 4.0, 2.0, 2.0, None, None, None, None],
+        dataset=["d"] * 8,
+        video=["m1", "m1", "m2", "m2", "v", "v", "w", "w"],
+        pair_id=[None] * 4 + ["0:7"] * 4,
+        pair_side=[None] * 4 + ["a", "a", "b", "b"],
+        pair_p=[None] * 4 + [0.0] * 4,
+        log_metric=logged.__setitem__,
+    )
+    pairs = [None, None, ("0:7", "a", 0.0), ("0:7", "b", 0.0)]
+    assert got == pytest.approx(thurstone_rewards(scores, [4, 2, None, None], 2, groups=["d"] * 4, pairs=pairs))
+    assert got[4:] == pytest.approx(thurstone_rewards(scores[4:], [1, 2], 2), abs=1e-12)
+    assert logged == {
+        "thurstone/unparseable_frac": 0.0,
+        "thurstone/lonely_prompts": 0.0,
+        "thurstone/pair_prompts": 2.0,
+    }

@@ -33,11 +33,37 @@ def test_scoring_config_defaults_direct_prompt_for_expectation_and_thinking_for_
         ScoringConfig(task="aesthetics")
 
 
-def test_expectation_score_equals_a_manual_softmax_over_the_digit_logits(model_and_processor, video_dir):
+def test_f_is_read_at_its_first_digit_with_decimals_and_g_where_it_is_trained():
+    f, g = ScoringConfig(), ScoringConfig(task="difficulty")
+    assert (f.reading, f.decimals) == ("first_digit", 2) and (g.reading, g.decimals) == ("prefix", 0)
+    assert ScoringConfig(answer_reading="prefix").decimals == 0  # the old reading, exactly
+    assert ScoringConfig(answer_reading="prefix", answer_decimals=1).decimals == 1
+    both = ScoringConfig(mode="both")
+    assert both.reading_modes == ["expectation", "generate"] and both.primary_mode == "generate"
+    assert both.prompt == SCORING_PROMPT and both.for_mode("expectation").variant == "direct"
+    with pytest.raises(ValueError, match="answer_reading"):
+        ScoringConfig(answer_reading="last_digit")
+    with pytest.raises(ValueError, match="answer_decimals"):
+        ScoringConfig(answer_decimals=3)
+    with pytest.raises(ValueError, match="both_primary"):
+        ScoringConfig(mode="both", both_primary="both")
+
+
+def test_sampling_settings_reach_generate_and_none_leaves_the_checkpoints_own():
+    from mds_vqa.scoring import _generation_kwargs
+
+    released = ScoringConfig(mode="generate", do_sample=True, top_k=50, top_p=1.0, temperature=None)
+    kwargs = _generation_kwargs(released)
+    assert kwargs["do_sample"] and kwargs["top_k"] == 50 and kwargs["top_p"] == 1.0 and "temperature" not in kwargs
+    greedy = _generation_kwargs(ScoringConfig(mode="generate"))
+    assert not greedy["do_sample"] and greedy["top_k"] is None and greedy["temperature"] is None
+
+
+def test_prefix_reading_equals_a_manual_softmax_over_the_digit_logits(model_and_processor, video_dir):
     model, processor = model_and_processor
     _, rows = video_dir
     videos = [r["video"] for r in rows[:3]]
-    got = score_videos(model, processor, videos, ScoringConfig(), SMALL)
+    got = score_videos(model, processor, videos, ScoringConfig(answer_reading="prefix"), SMALL)
     inputs = prepare_inputs(processor, videos, ScoringConfig().prompt, SMALL, assistant_prefix="<answer>")
     with torch.no_grad():
         logits = model(**inputs).logits[:, -1, :]  # full forward, no logits_to_keep
@@ -48,17 +74,21 @@ def test_expectation_score_equals_a_manual_softmax_over_the_digit_logits(model_a
         assert r["digit_probs"] == pytest.approx(probs, abs=1e-5)
         assert r["score"] == pytest.approx(sum((d + 1) * p for d, p in enumerate(probs)), abs=1e-5)
         assert 1.0 <= r["score"] <= 5.0
+        full = torch.softmax(row, dim=-1)[ids].sum()
+        assert r["digit_mass"] == pytest.approx(float(full), abs=1e-5) and r["answer_offset"] == 0
 
 
-def test_expectation_scores_are_differentiable_and_batch_independent(model_and_processor, video_dir):
+def test_g_is_scored_exactly_as_it_is_trained_differentiably_and_batch_independently(model_and_processor, video_dir):
     model, processor = model_and_processor
     _, rows = video_dir
     videos = [r["video"] for r in rows[:3]]
     ids = digit_token_ids(processor.tokenizer)
-    inputs = prepare_inputs(processor, videos, ScoringConfig().prompt, SMALL, assistant_prefix="<answer>")
-    g = expectation_scores(model, inputs, ids)
+    inputs = prepare_inputs(processor, videos, DIFFICULTY_PROMPT_DIRECT, SMALL, assistant_prefix="<answer>")
+    g = expectation_scores(model, inputs, ids)  # what FailurePredictorTrainer differentiates
     assert g.requires_grad and g.shape == (3,)
-    one = score_videos(model, processor, videos[1:2], ScoringConfig(), SMALL)[0]["score"]
+    scored = score_videos(model, processor, videos, ScoringConfig(task="difficulty"), SMALL)  # what g's stage reads
+    assert [r["score"] for r in scored] == pytest.approx(g.detach().tolist(), abs=1e-5)
+    one = score_videos(model, processor, videos[1:2], ScoringConfig(task="difficulty"), SMALL)[0]["score"]
     assert float(g[1].detach()) == pytest.approx(one, abs=1e-4)  # left padding does not change a row's score
 
 
@@ -242,3 +272,50 @@ def test_score_recipe_generate_mode_counts_parse_failures(tmp_path, tiny_model_d
     nan = sum(math.isnan(s) for s in ds["score"])
     assert summary["nan_scores"] == nan and summary["parse_failures"] == sum(ds["score_parse_failures"])
     assert summary["parse_failures"] >= nan and all(len(t) == 1 for t in ds["score_texts"])
+
+
+# ------------------------------------------------------------------ mode both: the two readings and their agreement
+
+
+def test_reading_agreement_is_srcc_and_mean_abs_diff_over_the_videos_both_read():
+    from scipy.stats import spearmanr
+
+    from mds_vqa.pool_scoring import reading_agreement
+
+    expectation, generated = [3.1, 2.0, 4.4, None, 3.0, 1.5], [3.5, 2.2, 4.0, 3.0, math.nan, 1.0]
+    got = reading_agreement(expectation, generated)
+    kept = ([3.1, 2.0, 4.4, 1.5], [3.5, 2.2, 4.0, 1.0])
+    assert got["n"] == 4 and got["srcc"] == pytest.approx(spearmanr(*kept).statistic)
+    assert got["mean_abs_diff"] == pytest.approx((0.4 + 0.2 + 0.4 + 0.5) / 4)
+    assert reading_agreement([math.nan], [1.0]) == {"n": 0, "srcc": None, "mean_abs_diff": None}
+
+
+def test_mode_both_writes_both_readings_and_the_summary_reports_their_agreement(
+    tmp_path, model_and_processor, video_dir, monkeypatch
+):
+    from scipy.stats import spearmanr
+
+    from mds_vqa.resumable import data_parallel_state
+
+    model, processor = model_and_processor
+    _, rows = video_dir
+    pool = Dataset.from_dict({"video_id": [r["video_id"] for r in rows[:4]], "video": [r["video"] for r in rows[:4]]})
+    # the random tiny model writes no number: its decoded answers are replaced by known ones, the rest is real
+    answers = ["<think>sharp</think><answer>4.20</answer>", "<answer>1.5</answer>", "<answer>3.75</answer>", "none"]
+    monkeypatch.setattr(processor, "batch_decode", lambda seqs, **kw: answers[: len(seqs)])
+    scoring = ScoringConfig(mode="both", max_new_tokens=2)
+    config = {"test": "both"}
+    run = pool_scoring.PoolScoringRun(batch_size=4)
+    scored, summary = pool_scoring.score_pool(
+        pool, tmp_path / "work", model, processor, scoring, SMALL, data_parallel_state(), run, config
+    )
+    assert scored["score_generate"][:3] == [4.2, 1.5, 3.75] and math.isnan(scored["score_generate"][3])
+    assert scored["score"][:3] == scored["score_generate"][:3]  # the primary reading: generate by default
+    alone = score_videos(model, processor, pool["video"], ScoringConfig(), SMALL)
+    assert scored["score_expectation"] == pytest.approx([r["score"] for r in alone], abs=1e-5)
+    assert summary["parse_failures"] == 1 and summary["nan_scores"] == 1 and summary["primary_reading"] == "generate"
+    agreement = summary["agreement"]
+    assert agreement["n"] == 3
+    assert agreement["srcc"] == pytest.approx(spearmanr(scored["score_expectation"][:3], [4.2, 1.5, 3.75]).statistic)
+    diffs = [abs(e - g) for e, g in zip(scored["score_expectation"][:3], [4.2, 1.5, 3.75])]
+    assert agreement["mean_abs_diff"] == pytest.approx(sum(diffs) / 3)

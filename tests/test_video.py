@@ -1,14 +1,27 @@
+import sys
+
 import numpy as np
 import pytest
+from broken_videos import BROKEN_CAUSES, make_broken_video
 
 from mds_vqa.testing import Distortion, make_video
-from mds_vqa.video import VideoReadError, available_backends, probe_video, read_frames, sample_indices
+from mds_vqa.video import (
+    VideoReadError,
+    available_backends,
+    probe_video,
+    read_frames,
+    read_frames_at,
+    sample_indices,
+)
 
 BACKENDS = available_backends()
 
 
-def test_both_decoders_are_installed():
-    assert set(BACKENDS) == {"decord", "pyav"}
+def test_both_decoders_are_installed_where_decord_has_wheels():
+    import platform
+
+    # decord ships x86_64 wheels only (pyproject.toml installs it there); PyAV is everywhere
+    assert set(BACKENDS) == ({"decord", "pyav"} if platform.machine() == "x86_64" else {"pyav"})
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -72,14 +85,6 @@ def test_missing_file_raises_video_read_error_naming_it(tmp_path, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_empty_file_raises_video_read_error(tmp_path, backend):
-    path = tmp_path / "empty.mp4"
-    path.write_bytes(b"")
-    with pytest.raises(VideoReadError, match="empty"):
-        read_frames(path, 4, backend=backend)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_garbage_file_raises_video_read_error(tmp_path, backend):
     path = tmp_path / "garbage.mp4"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -88,14 +93,42 @@ def test_garbage_file_raises_video_read_error(tmp_path, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("faststart", [False, True])
-def test_truncated_file_raises_video_read_error(tmp_path, backend, faststart):
-    good = make_video(tmp_path / "full.mp4", Distortion(noise=20), num_frames=24, faststart=faststart)
-    data = open(good, "rb").read()
-    path = tmp_path / "truncated.mp4"
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(VideoReadError, match="truncated.mp4"):
+@pytest.mark.parametrize("kind", sorted(BROKEN_CAUSES))
+def test_each_kind_of_broken_file_names_the_file_and_its_cause_whatever_the_backend(tmp_path, kind, backend):
+    path = make_broken_video(tmp_path, kind)
+    with pytest.raises(VideoReadError, match=BROKEN_CAUSES[kind]) as info:
         read_frames(path, "all", backend=backend)
+    assert info.value.path == path and str(info.value).startswith(f"Cannot read video {path}: ")
+
+
+def test_without_decord_pyav_reads_the_same_frames(tmp_path, monkeypatch):
+    path = make_video(tmp_path / "clip.mp4", Distortion(noise=20), num_frames=30, height=90, width=160, fps=25)
+    with_decord, meta = read_frames(path, 7)
+    monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now fails, as on aarch64
+    assert available_backends() == ["pyav"]
+    without, meta_av = read_frames(path, 7)
+    assert (meta.backend, meta_av.backend) == (BACKENDS[0], "pyav")
+    assert meta_av.frames_indices == meta.frames_indices and np.array_equal(without, with_decord)
+
+
+def test_a_file_decord_cannot_read_is_read_by_pyav(video_file, monkeypatch):
+    decord = pytest.importorskip("decord")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("decord cannot open this one")
+
+    monkeypatch.setattr(decord, "VideoReader", refuse)
+    frames, meta = read_frames(video_file, 4, backend="decord")
+    assert meta.backend == "pyav" and frames.shape == (4, 64, 64, 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_read_frames_at_decodes_the_chosen_indices_repeats_included(video_file, backend):
+    frames, meta = read_frames_at(video_file, lambda m: [m.total_num_frames - 1, 0, 0], backend=backend)
+    every, _ = read_frames(video_file, "all", backend=backend)
+    assert meta.frames_indices == [15, 0, 0] and np.array_equal(frames, every[[15, 0, 0]])
+    with pytest.raises(ValueError, match="chose indices \\[16\\].*has 16 frames"):
+        read_frames_at(video_file, lambda m: [m.total_num_frames], backend=backend)
 
 
 def test_probe_video_reads_header_only(video_file):

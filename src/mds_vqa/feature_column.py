@@ -15,14 +15,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, concatenate_datasets
-from datasets.features.features import Array2DExtensionType
 
 from .reporting import MAX_LISTED
 from .resumable import INDEX_COLUMN, load_failures, load_results
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FEATURES_COLUMN", "merge_features", "column_values", "missing_feature_rows", "load_feature_column"]
+__all__ = [
+    "FEATURES_COLUMN",
+    "merge_features",
+    "column_values",
+    "missing_feature_rows",
+    "load_feature_column",
+    "feature_dim",
+]
 
 FEATURES_COLUMN = "features"
 
@@ -30,9 +36,11 @@ FEATURES_COLUMN = "features"
 def merge_features(
     ds: Dataset, work_dir: str | os.PathLike, column: str = FEATURES_COLUMN
 ) -> tuple[Dataset, list[int]]:
-    """The pool with a ``column`` of type ``Array2D(shape=(None, d), dtype="float32")`` built from the shards of
-    ``work_dir`` (Arrow all the way: no Python float is created). Rows without a result (unreadable or not yet
-    computed) are null. Returns ``(dataset, missing_rows)``."""
+    """The pool with a ``column`` of type ``List(List(Value("float32"), length=d))`` built from the shards of
+    ``work_dir`` (Arrow all the way: no Python float is created) and a ``<column>_error`` string column. Rows without a
+    result are ``None``, with the recorded failure (``"VideoReadError: Cannot read video <path>: <cause>"``) in
+    ``<column>_error`` when the video could not be read (``None`` when it was, or is not computed yet).
+    Returns ``(dataset, missing_rows)``."""
     table = load_results(work_dir)
     if table is None:
         raise FileNotFoundError(f"No feature shards in {work_dir}")
@@ -45,23 +53,34 @@ def merge_features(
     position[index] = np.arange(len(index))
     missing = np.flatnonzero(position < 0).tolist()
     values = table.column(FEATURES_COLUMN).combine_chunks()
-    target = pa.list_(pa.list_(pa.float32()))
-    if values.type != target:
-        values = values.cast(target)
-    values = values.take(pa.array(position, mask=position < 0))
     frame_dims = pc.unique(pc.list_value_length(values.flatten())).to_pylist()
     if len(frame_dims) != 1:
         raise RuntimeError(f"{work_dir} mixes features of dimensions {frame_dims}")
-    ext_type = Array2DExtensionType(shape=(None, int(frame_dims[0])), dtype="float32")
-    feats = Dataset(pa.table({column: pa.ExtensionArray.from_storage(ext_type, values)}))
+    values = values.cast(pa.list_(pa.list_(pa.float32(), int(frame_dims[0]))))
+    reasons = {r[INDEX_COLUMN]: r["reason"] for r in load_failures(work_dir)}
+    errors = pa.array([reasons.get(i) if position[i] < 0 else None for i in range(len(ds))], type=pa.string())
+    feats = Dataset(pa.table({column: values.take(pa.array(position, mask=position < 0)), f"{column}_error": errors}))
     base = ds.flatten_indices() if ds._indices is not None else ds
-    if column in base.column_names:
-        base = base.remove_columns(column)
+    base = base.remove_columns([c for c in (column, f"{column}_error") if c in base.column_names])
     if missing:
-        reasons = {r[INDEX_COLUMN]: r["reason"] for r in load_failures(work_dir)}
         shown = [f"row {i}: {reasons.get(i, 'not computed yet')}" for i in missing[:MAX_LISTED]]
         logger.warning("%d of %d videos have no features:\n  %s", len(missing), len(ds), "\n  ".join(shown))
     return concatenate_datasets([base, feats], axis=1), missing
+
+
+def feature_dim(ds: Dataset, column: str = FEATURES_COLUMN) -> int:
+    """``d``, the length of each frame's feature vector in ``column`` (read from the column type: no row is read;
+    older pools stored as ``Array2D(shape=(None, d))`` are read too)."""
+    feature = ds.features.get(column)
+    if feature is None:
+        raise KeyError(f"Column {column!r} not in the Dataset (columns: {ds.column_names})")
+    shape = getattr(feature, "shape", None)
+    if shape is not None:
+        return int(shape[1])
+    length = getattr(getattr(feature, "feature", None), "length", -1)
+    if length is None or length < 0:
+        raise ValueError(f"Column {column!r} is {feature}, not frame features (a list of fixed-length vectors)")
+    return int(length)
 
 
 def column_values(ds: Dataset, column: str) -> list:

@@ -6,11 +6,12 @@ it stopped (nothing already computed is recomputed), each ``accelerate`` process
 video, and a corrupt video is recorded in ``failures-<rank>.jsonl`` and skipped.
 
 Storage: :func:`~mds_vqa.feature_column.merge_features` adds one column ``features`` of type
-``Array2D(shape=(None, d), dtype="float32")`` to the pool: one ``F × d`` matrix per video (``F`` frames, first dimension
-free so ``num_frames="all"`` fits), null where the video could not be read. It is a plain Arrow
-``list<list<float32>>`` column: ``save_to_disk`` / ``push_to_hub`` keep it, ``ds.with_format("numpy")`` reads a row as
-an ``(F, d)`` array, and :func:`~mds_vqa.feature_column.load_feature_column` reads the whole column without going
-through Python objects (zero-copy from the memory-mapped Arrow file). Both are re-exported here.
+``List(List(Value("float32"), length=d))`` to the pool: one ``F × d`` matrix per video (``F`` frames, free so
+``num_frames="all"`` fits), ``None`` where the video could not be read, and ``features_error`` next to it saying why.
+It is a plain Arrow ``list<fixed_size_list<float32, d>>`` column: ``save_to_disk`` / ``push_to_hub`` keep it,
+``ds.with_format("numpy")`` reads a row as an ``(F, d)`` array, and
+:func:`~mds_vqa.feature_column.load_feature_column` reads the whole column without going through Python objects
+(zero-copy from the memory-mapped Arrow file). Both are re-exported here.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Any, Literal
 import torch
 from datasets import Dataset
 
-from .feature_column import FEATURES_COLUMN, column_values, load_feature_column, merge_features, missing_feature_rows
+from .feature_column import (
+    FEATURES_COLUMN,
+    column_values,
+    feature_dim,
+    load_feature_column,
+    merge_features,
+    missing_feature_rows,
+)
 from .resumable import ResumableRun, RunSummary, check_run_config
 from .video import VideoReadError, read_frames
 
@@ -40,6 +48,7 @@ __all__ = [
     "FrameEncoder",
     "extract_features",
     "merge_features",
+    "feature_dim",
     "load_feature_column",
     "missing_feature_rows",
     "parse_num_frames",

@@ -4,8 +4,9 @@ TRL 1.16's ``GRPOTrainer`` handles images, not videos: generation sees a video p
 passes (old, reference and the training forward) get only ``input_ids``/``attention_mask``, so the policy is trained
 without the pixels and nothing complains. :class:`VideoGRPOTrainer` fixes that without forking TRL:
 
-- prompts are tokenised and their frames read through :mod:`mds_vqa.modeling` (qwen-vl-utils sampling with the right
-  ``video_metadata``; each distinct video decoded once per batch, not once per generation);
+- prompts are tokenised and their frames read through :mod:`mds_vqa.modeling` (the project's reader with
+  qwen-vl-utils' sampling rules and the right ``video_metadata``; each distinct video decoded once per batch, not
+  once per generation);
 - the video tensors (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``, and ``mm_token_type_ids``
   for Qwen's 3-D rotary positions) go into generation, into the old/reference log-probs, and into the training
   forward, sliced per sample so TRL's shuffling and gradient-accumulation splits keep them aligned;
@@ -14,6 +15,15 @@ without the pixels and nothing complains. :class:`VideoGRPOTrainer` fixes that w
 
 The training set holds a conversational ``prompt`` (the text), a ``video`` path, ``mos`` and ``dataset``; the
 trainer inserts the video into the prompt.
+
+**Pair rows.** The training set may also hold rows from pair Datasets (:mod:`mds_vqa.pair_prompts`): one prompt per
+video of a pair, the two sharing a ``pair_id`` (column ``pair_column``), with ``pair_side`` and ``pair_p`` and a null
+``mos``. The sampler keeps the two prompts of a pair in one generation batch (:func:`mds_vqa.samplers.grouped_chunks`:
+a generation batch is whole pairs of one dataset, or MOS prompts of one dataset, so ``generation_batch_size //
+num_generations`` must be even), and the TRL-facing Thurstone reward, which sees the whole generation batch gathered
+from every process, takes a pair prompt's ground truth from ``pair_p`` (:mod:`mds_vqa.rewards`). A ``weight_column``
+(``sample_weight``), when the training set has one, scales each prompt's advantages: a per-prompt loss weight, e.g.
+``pair_weight`` for weak pairs next to human MOS.
 """
 
 from __future__ import annotations
@@ -45,6 +55,12 @@ class VideoGRPOConfig(GRPOConfig):
     group_column: str = field(default="dataset", metadata={"help": "Column naming each video's dataset."})
     video_column: str = field(default="video", metadata={"help": "Column with the video path."})
     freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
+    pair_column: str = field(
+        default="pair_id", metadata={"help": "Column naming the pair of a pair row (null on MOS rows)."}
+    )
+    weight_column: str = field(
+        default="sample_weight", metadata={"help": "Column of per-prompt loss weights (scales the advantages)."}
+    )
 
 
 def build_video_prompt(
@@ -93,7 +109,10 @@ class VideoGRPOTrainer(GRPOTrainer):
     def _get_train_sampler(self, dataset=None):
         dataset = dataset if dataset is not None else self.train_dataset
         column = getattr(self.args, "group_column", "dataset")
-        if getattr(self.args, "group_batches_by_dataset", True) and column in getattr(dataset, "column_names", []):
+        columns = getattr(dataset, "column_names", [])
+        pair_column = getattr(self.args, "pair_column", "pair_id")
+        pair_ids = dataset[pair_column] if pair_column in columns else None
+        if getattr(self.args, "group_batches_by_dataset", True) and column in columns:
             return DatasetRepeatSampler(
                 dataset[column],
                 mini_repeat_count=self.num_generations,
@@ -101,6 +120,12 @@ class VideoGRPOTrainer(GRPOTrainer):
                 repeat_count=self.num_iterations * self.args.steps_per_generation,
                 shuffle=self.shuffle_dataset,
                 seed=self.args.seed,
+                pair_ids=pair_ids,
+            )
+        if pair_ids is not None and any(k is not None for k in pair_ids):
+            raise ValueError(
+                f"The training set has pair rows ({pair_column!r}): they need group_batches_by_dataset=True and a "
+                f"{column!r} column, so that both prompts of a pair share a generation batch."
             )
         return super()._get_train_sampler(dataset)
 
@@ -117,8 +142,8 @@ class VideoGRPOTrainer(GRPOTrainer):
         return None
 
     def _tokenize_prompts(self, prompts: list):
-        """Video prompts: chat template + qwen-vl-utils frames + the processor, each distinct (video, prompt) read
-        once. Returns unpadded prompt ids and the video fields; stores the per-sample fields for the log-prob passes."""
+        """Video prompts: chat template + frames (mds_vqa.video, qwen-vl-utils' sampling rules) + the processor, each
+        distinct (video, prompt) read once. Returns unpadded prompt ids and the video fields; stores the per-sample fields for the log-prob passes."""
         if not prompts or self._video_of(prompts[0]) is None:
             return super()._tokenize_prompts(prompts)
         processor = self.processing_class
@@ -177,6 +202,10 @@ class VideoGRPOTrainer(GRPOTrainer):
                 output.update(self._active_video)
         finally:
             self._active_video = None
+        weight = getattr(self.args, "weight_column", None)
+        if weight and inputs and weight in inputs[0]:
+            w = [1.0 if x[weight] is None else float(x[weight]) for x in inputs]
+            output["advantages"] = output["advantages"] * torch.tensor(w, device=output["advantages"].device)
         return output
 
     # -- log-probs and loss ----------------------------------------------------------------------------------------

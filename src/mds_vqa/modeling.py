@@ -6,18 +6,11 @@ The same code loads ``hollow404/VQR1-7B-YouTubeUGC`` from the Hub and a tiny loc
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# qwen-vl-utils picks torchcodec whenever it is importable, even where it cannot load; pin a reader that works
-# unless the user chose one. Must happen before qwen_vl_utils is imported (it reads the variable at import time).
-os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
-
-import torch  # noqa: E402
-
-from .video import VideoReadError  # noqa: E402
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +34,7 @@ LANGUAGE_MODEL_LORA_REGEX = r".*language_model.*\.(?:" + "|".join(LANGUAGE_MODEL
 
 @dataclass
 class VideoSamplingConfig:
-    """How frames are sampled and resized for the VLM (through qwen-vl-utils), with the released code's defaults.
+    """How frames are sampled and resized for the VLM (qwen-vl-utils' rules), with the released code's defaults.
 
     Frames are taken uniformly (deterministic) at ``fps`` frames per second, between ``min_frames`` and
     ``max_frames`` (both rounded to an even number: Qwen2.5-VL merges frames in pairs), and resized to
@@ -59,7 +52,7 @@ class VideoSamplingConfig:
     max_pixels: int | None = field(default=None, metadata={"help": "Max pixels per frame when not resizing."})
 
     def video_element(self, video: str) -> dict[str, Any]:
-        """The ``{"type": "video", ...}`` content element that qwen-vl-utils reads."""
+        """The ``{"type": "video", ...}`` content element (qwen-vl-utils' keys) that :func:`fetch_videos` reads."""
         ele: dict[str, Any] = {"type": "video", "video": str(video)}
         if self.nframes is not None:
             ele["nframes"] = self.nframes
@@ -142,65 +135,30 @@ def build_messages(video: str, prompt: str, sampling: VideoSamplingConfig | None
     return [{"role": "user", "content": [sampling.video_element(video), {"type": "text", "text": prompt}]}]
 
 
-_PROBE_FRAMES = 14  # frames spread over the whole file (first and last included) read to tell a decoding error
-
-
-def _probe_unreadable(ele: dict[str, Any]) -> VideoReadError | None:
-    """Read ``ele``'s video with :func:`~mds_vqa.video.read_frames` (as many frames as qwen-vl-utils may take, spread
-    over the whole file): the :class:`VideoReadError` naming the real cause when it cannot be decoded, ``None`` when it
-    can (or when it is not a local file, which cannot be probed)."""
-    from .video import read_frames
-
-    source = ele.get("video")
-    if not isinstance(source, (str, os.PathLike)):
-        return None
-    path = str(source).removeprefix("file://")
-    if "://" in path:  # a URL: qwen-vl-utils fetches it itself
-        return None
-    num_frames = ele.get("nframes") or ele.get("max_frames") or _PROBE_FRAMES
-    try:
-        read_frames(path, int(num_frames))
-    except VideoReadError as err:
-        return err
-    return None
-
-
 def fetch_videos(messages: Sequence[list[dict[str, Any]]]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
-    """Read and resize the video of each conversation with qwen-vl-utils; returns the frame tensors and their metadata
-    (for the processor's ``video_metadata``).
+    """Read and resize the video of each conversation: the project's reader (:mod:`mds_vqa.video`) with
+    qwen-vl-utils' sampling and resize rules (:func:`mds_vqa.qwen_frames.fetch_video`). Returns the frame tensors and
+    their metadata (for the processor's ``video_metadata``).
 
-    When qwen-vl-utils raises, the file is read again with the project's reader (:mod:`mds_vqa.video`): if that fails
-    too, a :class:`VideoReadError` naming the file and the real cause is raised (chained from qwen-vl-utils' error);
-    if the file is readable the failure is no decoding error (a wrong argument, a bug) and is re-raised unchanged.
+    Raises:
+        VideoReadError: a video cannot be read (the error names the file and the cause).
+        ValueError: a conversation holds no video, or its sampling settings are invalid.
     """
-    from qwen_vl_utils import process_vision_info
+    from .qwen_frames import fetch_video
 
     videos, metadata = [], []
     for conversation in messages:
-        element = next(
-            (
-                ele
-                for msg in conversation
-                if isinstance(msg["content"], list)
-                for ele in msg["content"]
-                if isinstance(ele, dict) and "video" in ele
-            ),
-            None,
-        )
-        try:
-            _, vids = process_vision_info(conversation, return_video_metadata=True)
-        except VideoReadError:
-            raise
-        except Exception as err:  # qwen-vl-utils raises whatever its reader raises (decord, torchvision, ValueError)
-            unreadable = _probe_unreadable(element) if element is not None else None
-            if unreadable is None:
-                raise  # the file decodes: not a video error
-            raise VideoReadError(
-                unreadable.path, f"{unreadable.cause} (qwen-vl-utils: {type(err).__name__}: {err})"
-            ) from err
-        if not vids:
+        elements = [
+            ele
+            for msg in conversation
+            if isinstance(msg["content"], list)
+            for ele in msg["content"]
+            if isinstance(ele, dict) and "video" in ele
+        ]
+        if not elements:
             raise ValueError(f"No video in conversation: {conversation}")
-        for video, meta in vids:
+        for element in elements:
+            video, meta = fetch_video(element)
             videos.append(video)
             metadata.append(meta)
     return videos, metadata
@@ -218,13 +176,13 @@ def prepare_inputs(
 ):
     """Tokenise a batch of (video, prompt) chats and process their frames into model inputs.
 
-    Frames are read and resized by ``qwen_vl_utils.process_vision_info(..., return_video_metadata=True)``; the
-    metadata (source fps, frame indices) goes to the processor so that temporal positions
-    (``second_per_grid_ts``) are right. ``assistant_prefix`` is text appended after the generation prompt (e.g.
-    ``"<answer>"`` to read the score distribution at the answer position).
+    Frames are read and resized by :func:`fetch_videos` (as ``qwen_vl_utils.process_vision_info(...,
+    return_video_metadata=True)`` would); the metadata (source fps, frame indices) goes to the processor so that
+    temporal positions (``second_per_grid_ts``) are right. ``assistant_prefix`` is text appended after the generation
+    prompt (e.g. ``"<answer>"`` to read the score distribution at the answer position).
 
     Raises:
-        VideoReadError: a video cannot be read (the error names the file).
+        VideoReadError: a video cannot be read (the error names the file and the cause).
     """
     if isinstance(videos, str):
         videos = [videos]

@@ -3,7 +3,8 @@
 Each process scores every n-th video through :func:`mds_vqa.scoring.score_videos`, results go to ``work_dir`` in
 shards as they come (:class:`~mds_vqa.resumable.ResumableRun`), an undecodable video is recorded with its cause and
 skipped, and the main process merges every shard into the pool with the score columns, a ``<column>_error`` column and
-a summary. The settings the scores depend on are saved in ``work_dir``: a resume with other settings is refused.
+a summary (mode ``both``: also the two readings' agreement). The settings the scores depend on are saved in
+``work_dir``: a resume with other settings is refused.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from .modeling import VideoSamplingConfig
-from .resumable import ResumableRun, check_run_config, gather_summaries, load_failures, merge_results
+from .resumable import (
+    ResumableRun,
+    check_run_config,
+    gather_summaries,
+    load_failures,
+    load_results,
+    merge_results,
+)
 from .scoring import ScoringConfig, score_videos
 from .video import VideoReadError
 
-__all__ = ["PoolScoringRun", "scoring_run_config", "score_pool"]
+__all__ = ["PoolScoringRun", "reading_agreement", "result_column", "scoring_run_config", "score_pool"]
 
 
 @dataclass
@@ -50,6 +58,9 @@ def scoring_run_config(
         "score_column": column,
         "split": split,
         "prompt": scoring.prompt,
+        "prompts": {m: scoring.for_mode(m).prompt for m in scoring.reading_modes},
+        "answer_reading": scoring.reading,  # resolved (the default depends on the task)
+        "answer_decimals": scoring.decimals,
         **{f"scoring.{k}": v for k, v in asdict(scoring).items()},
         **{f"sampling.{k}": v for k, v in asdict(sampling).items()},
         "pool_size": len(pool),
@@ -57,13 +68,60 @@ def scoring_run_config(
     }
 
 
+_EXPECTATION_FIELDS = ("digit_probs", "digit_mass", "answer_offset")
+_GENERATE_FIELDS = ("texts", "parse_failures")
+
+
 def _result_columns(column: str, mode: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if mode == "expectation":
-        return [{column: r["score"], f"{column}_digit_probs": r["digit_probs"]} for r in results]
-    return [
-        {column: r["score"], f"{column}_texts": r["texts"], f"{column}_parse_failures": r["parse_failures"]}
-        for r in results
-    ]
+    """The columns a scoring result is stored in: ``<column>`` and ``<column>_<field>`` for each extra field of the
+    mode (both: ``<column>_expectation`` and ``<column>_generate`` too)."""
+    fields = {"expectation": _EXPECTATION_FIELDS, "generate": _GENERATE_FIELDS}.get(mode)
+    if fields is None:  # both
+        fields = ("expectation", "generate", *_EXPECTATION_FIELDS, *_GENERATE_FIELDS)
+        results = [{**r, "expectation": r["score_expectation"], "generate": r["score_generate"]} for r in results]
+    return [{column: r["score"], **{f"{column}_{f}": r[f] for f in fields}} for r in results]
+
+
+def _finite(value) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def result_column(scored, name: str) -> list[Any]:
+    """Column ``name`` of a scored pool; all ``None`` when no video was scored (the column was never written)."""
+    return scored[name] if name in scored.column_names else [None] * len(scored)
+
+
+def reading_agreement(expectation: list[float | None], generated: list[float | None]) -> dict[str, Any]:
+    """How two readings of the same videos agree: SRCC and mean |Δ| over the videos both read to a number (``n``)."""
+    from scipy.stats import spearmanr
+
+    pairs = [(e, g) for e, g in zip(expectation, generated) if _finite(e) and _finite(g)]
+    out: dict[str, Any] = {"n": len(pairs), "srcc": None, "mean_abs_diff": None}
+    if pairs:
+        out["mean_abs_diff"] = sum(abs(e - g) for e, g in pairs) / len(pairs)
+    if len(pairs) >= 2:
+        srcc = spearmanr([e for e, _ in pairs], [g for _, g in pairs]).statistic
+        out["srcc"] = None if math.isnan(srcc) else float(srcc)
+    return out
+
+
+def _mode_summary(scored, column: str, scoring: ScoringConfig, scored_count: int) -> dict[str, Any]:
+    """The reading-specific counts of a run (answers without a digit, parse failures, the readings' agreement)."""
+    summary: dict[str, Any] = {"primary_reading": scoring.primary_mode}
+    if "expectation" in scoring.reading_modes:
+        summary["answer_reading"] = scoring.reading
+        summary["answer_decimals"] = scoring.decimals
+        if scoring.reading == "first_digit":  # read at the prefix: no digit within max_skip_tokens
+            offsets, scores = result_column(scored, f"{column}_answer_offset"), scored[column]
+            summary["no_digit_answers"] = sum(1 for o, s in zip(offsets, scores) if o is None and s is not None)
+    if "generate" in scoring.reading_modes:
+        summary["parse_failures"] = int(sum(n or 0 for n in result_column(scored, f"{column}_parse_failures")))
+        summary["samples"] = scoring.num_samples * scored_count
+    if scoring.mode == "both":
+        summary["agreement"] = reading_agreement(
+            result_column(scored, f"{column}_expectation"), result_column(scored, f"{column}_generate")
+        )
+    return summary
 
 
 def score_pool(
@@ -114,7 +172,10 @@ def score_pool(
     totals = gather_summaries(job.run(pool.select_columns(["video_id", "video"])))  # a collective
     if not state.is_main_process:
         return None
-    scored, missing = merge_results(pool, work_dir)
+    if load_results(work_dir) is None:  # not one video could be read: no shard to merge
+        scored, missing = pool.add_column(column, [None] * len(pool)), list(range(len(pool)))
+    else:
+        scored, missing = merge_results(pool, work_dir)
     failures = {f["_index"]: f["reason"] for f in load_failures(work_dir)}
     scored = scored.add_column(f"{column}_error", [failures.get(i) for i in range(len(scored))])
     summary = {
@@ -133,7 +194,5 @@ def score_pool(
         "scoring": asdict(scoring),
         "sampling": asdict(sampling),
     }
-    if scoring.mode == "generate":
-        summary["parse_failures"] = int(sum(n or 0 for n in scored[f"{column}_parse_failures"]))
-        summary["samples"] = scoring.num_samples * summary["scored"]
+    summary.update(_mode_summary(scored, column, scoring, summary["scored"]))
     return scored, summary

@@ -15,6 +15,16 @@ silent (documented and tested):
 - a prompt with a single parsed response (``num_generations = 1``) has σ² = 0 (the unbiased variance is undefined);
 - a prompt with no other same-dataset prompt in the batch gets the neutral reward 0.5 for each parsed response (a
   constant within the group, so it adds no advantage) and is counted.
+
+**Pair ground truth.** A prompt may come from a pair Dataset instead of a MOS pool (weak pairs with a known order,
+:mod:`mds_vqa.weak_pairs`, or any pair Dataset of :func:`mds_vqa.data.mos_to_pairs`): it carries a
+:class:`PairTruth` (the pair's id, its side ``"a"``/``"b"`` and the pair's ``p``, the probability that ``video_a`` is
+the better) and no MOS. Its comparisons z are the other prompts **of the same pair** (the sampler puts both in one
+generation batch, :class:`mds_vqa.samplers.DatasetRepeatSampler`), with ``gt = p`` for side a against side b,
+``1 − p`` for side b against side a, and 0.5 against a repeat of its own side; the formula is otherwise unchanged, so
+with ``p = 1`` for the higher-MOS video a pair gets exactly the MOS-based reward. Pair prompts and MOS prompts are
+never compared with each other (there is no common scale), and a pair prompt whose partner is not in the batch is a
+lonely prompt.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from accelerate import PartialState
@@ -37,6 +47,7 @@ __all__ = [
     "THURSTONE_EPS",
     "NEUTRAL_REWARD",
     "ThurstoneResult",
+    "PairTruth",
     "thurstone_rewards",
     "thurstone_rewards_detailed",
     "format_reward",
@@ -59,6 +70,44 @@ class ThurstoneResult(list):
     unparseable: int = 0
 
 
+class PairTruth(NamedTuple):
+    """The ground truth of a prompt from a pair Dataset: its pair, its side (``"a"`` or ``"b"``) and the pair's
+    ``p`` (probability that ``video_a`` is the better video)."""
+
+    pair_id: str
+    side: str
+    p: float
+
+    def check(self) -> PairTruth:
+        """This truth once its side and ``p`` are valid (else ``ValueError`` naming the pair)."""
+        if self.side not in ("a", "b"):
+            raise ValueError(f"Pair {self.pair_id!r}: side must be 'a' or 'b', got {self.side!r}")
+        if not 0.0 <= float(self.p) <= 1.0:
+            raise ValueError(f"Pair {self.pair_id!r}: p must be in [0, 1], got {self.p!r}")
+        return self
+
+    def gt_against(self, other: PairTruth) -> float:
+        """The probability that this prompt's video beats ``other``'s (a prompt of the same pair)."""
+        if other.side == self.side:
+            return 0.5
+        return float(self.p) if self.side == "a" else 1.0 - float(self.p)
+
+
+def _comparisons(
+    i: int, prompt_mos: np.ndarray, prompt_group: Sequence[Any], pairs: Sequence[PairTruth | None], counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt ``i``'s comparison prompts z (parsed, ≠ i) and the ground truth against each: same-dataset MOS prompts
+    by MOS order, or the prompts of its own pair by the pair's ``p`` (module docstring)."""
+    others = [z for z in range(len(pairs)) if z != i and counts[z] > 0]
+    mine = pairs[i]
+    if mine is None:
+        z = np.asarray([z for z in others if pairs[z] is None and prompt_group[z] == prompt_group[i]], dtype=int)
+        gt = np.where(prompt_mos[i] > prompt_mos[z], 1.0, np.where(prompt_mos[i] < prompt_mos[z], 0.0, 0.5))
+        return z, gt
+    z = [z for z in others if pairs[z] is not None and pairs[z].pair_id == mine.pair_id]
+    return np.asarray(z, dtype=int), np.asarray([mine.gt_against(pairs[k]) for k in z], dtype=float)
+
+
 def _per_row(values: Sequence[Any], n_rows: int, n_prompts: int, num_generations: int, what: str) -> list[Any]:
     values = list(values)
     if len(values) == n_rows:
@@ -71,12 +120,20 @@ def _per_row(values: Sequence[Any], n_rows: int, n_prompts: int, num_generations
 
 
 def _thurstone_core(
-    score_groups: Sequence[np.ndarray], prompt_mos: np.ndarray, prompt_group: Sequence[Any], eps: float, neutral: float
+    score_groups: Sequence[np.ndarray],
+    prompt_mos: np.ndarray,
+    prompt_group: Sequence[Any],
+    eps: float,
+    neutral: float,
+    prompt_pair: Sequence[PairTruth | None] | None = None,
 ) -> ThurstoneResult:
-    """Rewards for prompts with any number of responses each (``score_groups[i]``: prompt i's parsed scores)."""
+    """Rewards for prompts with any number of responses each (``score_groups[i]``: prompt i's parsed scores; a prompt
+    with a ``prompt_pair`` entry takes its ground truth from its pair, the others from ``prompt_mos``)."""
     n_prompts = len(score_groups)
-    if not np.all(np.isfinite(prompt_mos)):
-        raise ValueError(f"Non-finite MOS for prompts {np.flatnonzero(~np.isfinite(prompt_mos)).tolist()}")
+    pairs = list(prompt_pair) if prompt_pair is not None else [None] * n_prompts
+    bad = [i for i in range(n_prompts) if pairs[i] is None and not np.isfinite(prompt_mos[i])]
+    if bad:
+        raise ValueError(f"Non-finite MOS for prompts {bad} (and no pair ground truth)")
     parsed = [np.isfinite(g) for g in score_groups]
     counts = np.asarray([int(m.sum()) for m in parsed])
     mu = np.asarray([g[m].mean() if m.any() else np.nan for g, m in zip(score_groups, parsed)])
@@ -84,14 +141,12 @@ def _thurstone_core(
     out_groups, lonely = [], 0
     for i in range(n_prompts):
         rewards = np.zeros(len(score_groups[i]))
-        partners = [z for z in range(n_prompts) if z != i and prompt_group[z] == prompt_group[i] and counts[z] > 0]
-        if not partners:
+        z, gt = _comparisons(i, prompt_mos, prompt_group, pairs, counts)
+        if not len(z):
             lonely += 1
             rewards[parsed[i]] = neutral
             out_groups.append(rewards)
             continue
-        z = np.asarray(partners)
-        gt = np.where(prompt_mos[i] > prompt_mos[z], 1.0, np.where(prompt_mos[i] < prompt_mos[z], 0.0, 0.5))
         for j in np.flatnonzero(parsed[i]):  # unparseable responses keep the lowest reward, 0
             p = norm.cdf((score_groups[i][j] - mu[z]) / np.sqrt(var[i] + var[z] + eps))
             rewards[j] = float((np.sqrt(p * gt + eps) + np.sqrt((1 - p) * (1 - gt) + eps)).mean())
@@ -108,6 +163,7 @@ def thurstone_rewards_detailed(
     num_generations: int,
     groups: Sequence[Any] | None = None,
     *,
+    pairs: Sequence[PairTruth | tuple | None] | None = None,
     eps: float = THURSTONE_EPS,
     neutral: float = NEUTRAL_REWARD,
 ) -> ThurstoneResult:
@@ -119,20 +175,37 @@ def thurstone_rewards_detailed(
     if n % num_generations:
         raise ValueError(f"{n} scores is not a multiple of num_generations={num_generations}")
     n_prompts = n // num_generations
-    mos_rows = _per_row(mos, n, n_prompts, num_generations, "mos")
+    mos_rows = [math.nan if v is None else float(v) for v in _per_row(mos, n, n_prompts, num_generations, "mos")]
     group_rows = _per_row(groups if groups is not None else [None] * n, n, n_prompts, num_generations, "groups")
+    pair_rows = [
+        None if t is None else PairTruth(*t).check()
+        for t in _per_row(pairs if pairs is not None else [None] * n, n, n_prompts, num_generations, "pairs")
+    ]
     for i in range(n_prompts):
-        block = {float(v) for v in mos_rows[i * num_generations : (i + 1) * num_generations]}
+        rows = slice(i * num_generations, (i + 1) * num_generations)
+        block = set(pair_rows[rows])
         if len(block) != 1:
-            raise ValueError(f"Prompt {i}: the responses of one prompt carry different MOS {sorted(block)}")
-        block = set(group_rows[i * num_generations : (i + 1) * num_generations])
+            raise ValueError(
+                f"Prompt {i}: the responses of one prompt carry different pairs {sorted(map(str, block))}"
+            )
+        block = {"nan" if math.isnan(v) else v for v in mos_rows[rows]}
+        if pair_rows[rows.start] is None and len(block) != 1:  # a pair prompt's MOS is not read
+            raise ValueError(f"Prompt {i}: the responses of one prompt carry different MOS {sorted(map(str, block))}")
+        block = set(group_rows[rows])
         if len(block) != 1:
             raise ValueError(
                 f"Prompt {i}: the responses of one prompt carry different groups {sorted(map(str, block))}"
             )
-    prompt_mos = np.asarray([float(mos_rows[i * num_generations]) for i in range(n_prompts)])
-    prompt_group = [group_rows[i * num_generations] for i in range(n_prompts)]
-    return _thurstone_core(list(s.reshape(n_prompts, num_generations)), prompt_mos, prompt_group, eps, neutral)
+    starts = range(0, n, num_generations)
+    prompt_mos = np.asarray([mos_rows[k] for k in starts])
+    return _thurstone_core(
+        list(s.reshape(n_prompts, num_generations)),
+        prompt_mos,
+        [group_rows[k] for k in starts],
+        eps,
+        neutral,
+        [pair_rows[k] for k in starts],
+    )
 
 
 def thurstone_rewards(
@@ -141,6 +214,7 @@ def thurstone_rewards(
     num_generations: int,
     groups: Sequence[Any] | None = None,
     *,
+    pairs: Sequence[PairTruth | tuple | None] | None = None,
     eps: float = THURSTONE_EPS,
     neutral: float = NEUTRAL_REWARD,
 ) -> list[float]:
@@ -149,14 +223,18 @@ def thurstone_rewards(
     Args:
         scores: parsed scores, one per response, the ``num_generations`` responses of a prompt consecutive; NaN (or
             None) for an unparseable response.
-        mos: the MOS, one per response (repeated within a prompt) or one per prompt.
+        mos: the MOS, one per response (repeated within a prompt) or one per prompt; NaN or None for a pair prompt.
         num_generations: responses per prompt.
         groups: dataset names (per response or per prompt); comparisons stay within a group. ``None``: one group.
+        pairs: per response or per prompt, a :class:`PairTruth` (or ``(pair_id, side, p)``) for a prompt from a pair
+            Dataset, ``None`` for a MOS prompt. ``None``: every prompt has a MOS.
 
     Returns:
         One reward per response, in [0, ~1].
     """
-    return list(thurstone_rewards_detailed(scores, mos, num_generations, groups, eps=eps, neutral=neutral))
+    return list(
+        thurstone_rewards_detailed(scores, mos, num_generations, groups, pairs=pairs, eps=eps, neutral=neutral)
+    )
 
 
 def completion_text(completion: Any) -> str:
@@ -184,6 +262,9 @@ def thurstone_reward(
     log_metric: Callable[[str, float], None] | None = None,
     *,
     num_generations: int,
+    pair_id: Sequence[str | None] | None = None,
+    pair_side: Sequence[str | None] | None = None,
+    pair_p: Sequence[float | None] | None = None,
     **kwargs,
 ) -> list[float]:
     """TRL-facing Thurstone reward; build it with ``get_reward_funcs(["thurstone"], num_generations=...)``.
@@ -197,13 +278,23 @@ def thurstone_reward(
     when the total is not a multiple of ``num_generations``: the bound value must be the trainer's, and TRL's
     evaluation groups by ``num_generations_eval``). The unparseable fraction and the lonely-prompt count of the whole
     batch go to TRL's ``log_metric`` (the same on every process, so TRL's average over processes reports them).
+
+    Rows from a pair Dataset (``recipes/finetune.py --pair_dataset_paths``) carry ``pair_id``, ``pair_side`` and
+    ``pair_p`` columns (null on MOS rows) and a null ``mos``: they are gathered with the rest and become the
+    :class:`PairTruth` of their prompt; ``thurstone/pair_prompts`` is then logged too.
     """
     state = PartialState()
     n_local = len(completions)
     scores = [parse_score(completion_text(c)) for c in completions]
     datasets = list(dataset) if dataset is not None else [None] * n_local
     videos = list(video) if video is not None else [None] * n_local
-    local = list(zip(scores, [float(m) for m in mos], datasets, videos, strict=True))
+    truths: list[tuple | None] = [None] * n_local
+    if pair_id is not None:
+        sides = list(pair_side) if pair_side is not None else [None] * n_local
+        ps = list(pair_p) if pair_p is not None else [None] * n_local
+        truths = [None if k is None else (k, s, p) for k, s, p in zip(pair_id, sides, ps, strict=True)]
+    mos_values = [math.nan if m is None else float(m) for m in mos]
+    local = list(zip(scores, mos_values, datasets, videos, truths, strict=True))
     per_process = gather_object([local])  # one list per process, in process order (no-op with one process)
     rows = [row for part in per_process for row in part]
     if len(rows) % num_generations:
@@ -212,17 +303,22 @@ def thurstone_reward(
             f"({[len(p) for p in per_process]}) is not a multiple of num_generations={num_generations}; the `mos`, "
             "`dataset` and `video` fields must come one per completion, the responses of a prompt in consecutive rows."
         )
-    g_scores, g_mos, g_datasets, g_videos = ([row[k] for row in rows] for k in range(4))
+    g_scores, g_mos, g_datasets, g_videos, g_pairs = ([row[k] for row in rows] for k in range(5))
     for i in range(0, len(rows), num_generations):
         block = set(g_videos[i : i + num_generations])
         if len(block) != 1:
             raise ValueError(
                 f"thurstone_reward: prompt {i // num_generations} has responses of several videos {block}"
             )
-    res = thurstone_rewards_detailed(g_scores, g_mos, num_generations, g_datasets)
+    has_pairs = any(t is not None for t in g_pairs)
+    res = thurstone_rewards_detailed(
+        g_scores, g_mos, num_generations, g_datasets, pairs=g_pairs if has_pairs else None
+    )
     if log_metric is not None:
         log_metric("thurstone/unparseable_frac", res.unparseable / max(1, len(rows)))
         log_metric("thurstone/lonely_prompts", float(res.lonely_prompts))
+        if has_pairs:
+            log_metric("thurstone/pair_prompts", sum(t is not None for t in g_pairs) / num_generations)
     offset = sum(len(p) for p in per_process[: state.process_index])
     return list(res)[offset : offset + n_local]
 

@@ -12,6 +12,14 @@ long as the chunk is exactly the batch the trainer forms:
 - TRL's ``GRPOTrainer`` loads per-process generation batches of ``per_device_train_batch_size × steps_per_generation``
   rows, and one generation batch of the whole run is ``generation_batch_size`` rows: :class:`DatasetRepeatSampler`
   takes ``batch_size = generation_batch_size // num_generations`` prompts, as TRL's ``RepeatSampler`` does.
+
+**Pairs.** Rows from a pair Dataset come two by two (one prompt per video of the pair, with a shared ``pair_id``; see
+:mod:`mds_vqa.pair_prompts`), and the Thurstone reward compares a pair prompt only with the other prompt of its pair
+(:mod:`mds_vqa.rewards`), so both must land in one generation batch. :func:`grouped_chunks` therefore treats a pair as
+one unit of two rows: the rows without a pair id are chunked as above, the pairs are chunked by the same rule into
+chunks of ``chunk_size // 2`` pairs (a chunk of pairs holds both rows of each, side a first, and never a MOS row), and
+the two kinds of chunks are shuffled together. A generation batch is therefore either MOS prompts of one dataset or
+whole pairs of one dataset, and ``chunk_size`` must be even when there are pairs.
 """
 
 from __future__ import annotations
@@ -22,7 +30,14 @@ from collections.abc import Hashable, Iterator, Sequence
 import numpy as np
 import torch
 
-__all__ = ["dataset_chunks", "num_dataset_chunks", "DatasetGroupedSampler", "DatasetRepeatSampler"]
+__all__ = [
+    "dataset_chunks",
+    "num_dataset_chunks",
+    "grouped_chunks",
+    "num_grouped_chunks",
+    "DatasetGroupedSampler",
+    "DatasetRepeatSampler",
+]
 
 
 def _fill(idx: np.ndarray, chunk: np.ndarray, need: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -75,6 +90,60 @@ def num_dataset_chunks(groups: Sequence[Hashable], chunk_size: int) -> int:
     return sum(-(-n // chunk_size) for n in Counter(groups).values())
 
 
+def _pair_units(groups: Sequence[Hashable], pair_ids: Sequence[Hashable | None], chunk_size: int) -> list[list[int]]:
+    """The rows of each pair (in row order), checked: two rows per pair id, one dataset, an even ``chunk_size``."""
+    if chunk_size % 2:
+        raise ValueError(
+            f"A generation batch of {chunk_size} prompts cannot hold whole pairs: make generation_batch_size // "
+            "num_generations even."
+        )
+    units: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(pair_ids):
+        if key is not None:
+            units.setdefault(key, []).append(i)
+    odd = [k for k, rows in units.items() if len(rows) != 2]
+    if odd:
+        raise ValueError(f"Every pair id must name exactly two rows; these do not: {odd[:10]}")
+    mixed = [k for k, (a, b) in units.items() if groups[a] != groups[b]]
+    if mixed:
+        raise ValueError(f"The two rows of a pair must be of one dataset; these are not: {mixed[:10]}")
+    return list(units.values())
+
+
+def grouped_chunks(
+    groups: Sequence[Hashable],
+    chunk_size: int,
+    rng: np.random.Generator | None = None,
+    pair_ids: Sequence[Hashable | None] | None = None,
+) -> list[list[int]]:
+    """:func:`dataset_chunks` of the rows without a pair id, and chunks of whole pairs (module docstring).
+
+    Without pair ids (``None``, or all ``None``) this is exactly :func:`dataset_chunks`."""
+    if pair_ids is None or all(k is None for k in pair_ids):
+        return dataset_chunks(groups, chunk_size, rng)
+    if len(pair_ids) != len(groups):
+        raise ValueError(f"{len(pair_ids)} pair ids for {len(groups)} rows")
+    units = _pair_units(groups, pair_ids, chunk_size)
+    single = [i for i, key in enumerate(pair_ids) if key is None]
+    chunks = [[single[j] for j in c] for c in dataset_chunks([groups[i] for i in single], chunk_size, rng)]
+    for c in dataset_chunks([groups[u[0]] for u in units], chunk_size // 2, rng):
+        chunks.append([i for u in c for i in units[u]])
+    if rng is not None:
+        chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    return chunks
+
+
+def num_grouped_chunks(
+    groups: Sequence[Hashable], chunk_size: int, pair_ids: Sequence[Hashable | None] | None = None
+) -> int:
+    """How many chunks :func:`grouped_chunks` returns."""
+    if pair_ids is None or all(k is None for k in pair_ids):
+        return num_dataset_chunks(groups, chunk_size)
+    units = _pair_units(groups, pair_ids, chunk_size)
+    single = [groups[i] for i, key in enumerate(pair_ids) if key is None]
+    return num_dataset_chunks(single, chunk_size) + num_dataset_chunks([groups[u[0]] for u in units], chunk_size // 2)
+
+
 class DatasetGroupedSampler(torch.utils.data.Sampler[int]):
     """Every consecutive ``batch_size`` indices come from one dataset (chunks of :func:`dataset_chunks`).
 
@@ -103,11 +172,12 @@ class DatasetGroupedSampler(torch.utils.data.Sampler[int]):
 
 
 class DatasetRepeatSampler(torch.utils.data.Sampler[int]):
-    """TRL's ``RepeatSampler`` with every generation batch drawn from one dataset.
+    """TRL's ``RepeatSampler`` with every generation batch drawn from one dataset, pairs kept whole.
 
-    Chunks of ``batch_size`` prompts come from :func:`dataset_chunks` (instead of TRL's dropping of the short last
+    Chunks of ``batch_size`` prompts come from :func:`grouped_chunks` (instead of TRL's dropping of the short last
     chunk); each chunk is repeated ``repeat_count`` times and each index ``mini_repeat_count`` times in a row, as in
     TRL. As in TRL, the random generator is seeded once and advances with each pass (a new order every epoch).
+    ``pair_ids`` (one per row, ``None`` for a MOS row) keeps the two rows of each pair in one generation batch.
     """
 
     def __init__(
@@ -118,8 +188,11 @@ class DatasetRepeatSampler(torch.utils.data.Sampler[int]):
         repeat_count: int = 1,
         shuffle: bool = True,
         seed: int | None = 0,
+        pair_ids: Sequence[Hashable | None] | None = None,
     ):
         self.groups = list(groups)
+        self.pair_ids = list(pair_ids) if pair_ids is not None else None
+        num_grouped_chunks(self.groups, batch_size, self.pair_ids)  # checks the pairs now, not at the first batch
         self.mini_repeat_count = mini_repeat_count
         self.batch_size = batch_size
         self.repeat_count = repeat_count
@@ -127,12 +200,12 @@ class DatasetRepeatSampler(torch.utils.data.Sampler[int]):
         self.rng = np.random.default_rng(seed)
 
     def __iter__(self) -> Iterator[int]:
-        for chunk in dataset_chunks(self.groups, self.batch_size, self.rng if self.shuffle else None):
+        for chunk in grouped_chunks(self.groups, self.batch_size, self.rng if self.shuffle else None, self.pair_ids):
             for _ in range(self.repeat_count):
                 for index in chunk:
                     for _ in range(self.mini_repeat_count):
                         yield index
 
     def __len__(self) -> int:
-        n_chunks = num_dataset_chunks(self.groups, self.batch_size)
+        n_chunks = num_grouped_chunks(self.groups, self.batch_size, self.pair_ids)
         return n_chunks * self.batch_size * self.mini_repeat_count * self.repeat_count

@@ -1,15 +1,27 @@
-"""Reading a score from the quality model: a continuous expectation over answer digits, or generation + parsing.
+"""Reading a score from the quality model: a continuous expectation over answer digits, generation + parsing, or both.
 
-``expectation`` (default): one forward pass over chat + ``<answer>``; the score is the probability-weighted mean of the
-digit tokens 1–5 at the answer position (Q-Align style). Deterministic, continuous and differentiable, so the failure
-predictor is trained through it directly.
+``expectation`` (default): the probability-weighted mean of the digits 1–5 the model would answer with after
+``<answer>`` (Q-Align style), refined by its decimals; deterministic and continuous. Where it is read
+(``answer_reading``):
 
-``generate``: the paper's think + answer (or direct) generation, greedy by default or ``num_samples`` sampled answers
-averaged; parsed with :func:`~mds_vqa.prompts.parse_score`. A parse failure is NaN and counted, never replaced.
+- ``first_digit`` (default for f's quality prompt): at the first digit of the model's own answer, after the few
+  tokens (a space, a newline) it writes after ``<answer>``, over a KV cache; see :mod:`mds_vqa.answer_reading`.
+- ``prefix`` (default for g's difficulty prompt): right after ``<answer>``, one forward pass, the first digit only.
+  This is how the failure predictor g is trained (:func:`expectation_scores`, differentiable: a fixed position gives
+  a smooth loss and works with gradient checkpointing, where the greedy skip would move the read position as LoRA
+  changes the argmax), so g is scored the same way by default.
+
+``generate``: the paper's think + answer (or direct) generation, greedy by default or sampled (``do_sample``,
+``top_k``, ``temperature``, ``top_p``; ``num_samples`` answers averaged); parsed with
+:func:`~mds_vqa.prompts.parse_score`. A parse failure is NaN and counted, never replaced.
+
+``both``: both readings of every video; ``score`` is the ``both_primary`` one, ``score_expectation`` and
+``score_generate`` the two.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -18,6 +30,7 @@ from typing import Any
 
 import torch
 
+from .answer_reading import ANSWER_READINGS, answer_tokens, read_answers
 from .modeling import VideoSamplingConfig, prepare_inputs
 from .prompts import get_prompt, parse_score
 
@@ -25,53 +38,122 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SCORE_DIGITS",
+    "SCORING_MODES",
     "ScoringConfig",
     "digit_token_ids",
     "expectation_from_logits",
     "expectation_scores",
     "generate_scores",
     "score_videos",
-    "SCORING_MODES",
 ]
 
 SCORE_DIGITS = (1, 2, 3, 4, 5)
+SCORING_MODES = ("expectation", "generate", "both")
+READING_MODES = ("expectation", "generate")
 
 
 @dataclass
 class ScoringConfig:
     """How a score is read from the model."""
 
-    mode: str = field(default="expectation", metadata={"help": "'expectation' (one forward) or 'generate'."})
+    mode: str = field(
+        default="expectation", metadata={"help": "'expectation' (digit distribution), 'generate' or 'both'."}
+    )
     task: str = field(default="scoring", metadata={"help": "'scoring' (f's quality prompt) or 'difficulty' (g)."})
     prompt_variant: str | None = field(
         default=None,
         metadata={"help": "'thinking' or 'direct'; default: direct for expectation, thinking for generate."},
     )
     answer_prefix: str = field(default="<answer>", metadata={"help": "Assistant text before the score (expectation)."})
+    answer_reading: str | None = field(
+        default=None,
+        metadata={
+            "help": "expectation: 'first_digit' (at the first digit the model writes) or 'prefix' (right after "
+            "answer_prefix, as g is trained); default: prefix for the difficulty task, first_digit otherwise."
+        },
+    )
+    answer_decimals: int | None = field(
+        default=None,
+        metadata={"help": "expectation: decimals refining the digit (0-2); default: 2 for first_digit, 0 for prefix."},
+    )
+    max_skip_tokens: int = field(
+        default=4, metadata={"help": "first_digit: at most this many non-digit tokens are skipped after the prefix."}
+    )
+    both_primary: str = field(
+        default="generate", metadata={"help": "mode both: the reading written to the score column."}
+    )
     num_samples: int = field(default=1, metadata={"help": "Generated answers per video (generate); averaged."})
     do_sample: bool | None = field(default=None, metadata={"help": "Sample (default: only when num_samples > 1)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (generate)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (generate)."})
+    temperature: float | None = field(
+        default=1.0, metadata={"help": "Sampling temperature (generate); null: the checkpoint's generation_config."}
+    )
+    top_p: float | None = field(
+        default=1.0, metadata={"help": "Nucleus sampling (generate); null: the checkpoint's generation_config."}
+    )
+    top_k: int | None = field(
+        default=None, metadata={"help": "Top-k sampling (generate; the released code: 50); null: the checkpoint's."}
+    )
     max_new_tokens: int = field(default=512, metadata={"help": "Generation budget (generate)."})
 
     def __post_init__(self):
         if self.mode not in SCORING_MODES:
-            raise ValueError(f"Unknown scoring mode {self.mode!r}; expected one of {sorted(SCORING_MODES)}")
+            raise ValueError(f"Unknown scoring mode {self.mode!r}; expected one of {list(SCORING_MODES)}")
+        if self.answer_reading is not None and self.answer_reading not in ANSWER_READINGS:
+            raise ValueError(f"Unknown answer_reading {self.answer_reading!r}; expected one of {ANSWER_READINGS}")
+        if self.answer_decimals is not None and self.answer_decimals not in (0, 1, 2):
+            raise ValueError(f"answer_decimals must be 0, 1 or 2, got {self.answer_decimals}")
+        if self.both_primary not in READING_MODES:
+            raise ValueError(f"both_primary must be one of {list(READING_MODES)}, got {self.both_primary!r}")
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        get_prompt(self.task, self.variant)  # validates task and variant
+        if self.max_skip_tokens < 0:
+            raise ValueError(f"max_skip_tokens must be >= 0, got {self.max_skip_tokens}")
+        for mode in self.reading_modes:
+            get_prompt(self.task, self.variant_for(mode))  # validates task and variant
+
+    @property
+    def reading_modes(self) -> list[str]:
+        """The readings this mode computes (``both``: expectation and generate)."""
+        return list(READING_MODES) if self.mode == "both" else [self.mode]
+
+    def variant_for(self, mode: str) -> str:
+        """The prompt variant the reading ``mode`` uses."""
+        if self.prompt_variant is not None:
+            return self.prompt_variant
+        return "direct" if mode == "expectation" else "thinking"
+
+    def for_mode(self, mode: str) -> ScoringConfig:
+        """This config with one reading ``mode`` (``expectation`` or ``generate``)."""
+        return dataclasses.replace(self, mode=mode)
+
+    @property
+    def primary_mode(self) -> str:
+        """The reading written to the score column."""
+        return self.both_primary if self.mode == "both" else self.mode
 
     @property
     def variant(self) -> str:
-        """The prompt variant in use."""
-        if self.prompt_variant is not None:
-            return self.prompt_variant
-        return "direct" if self.mode == "expectation" else "thinking"
+        """The prompt variant of the primary reading."""
+        return self.variant_for(self.primary_mode)
 
     @property
     def prompt(self) -> str:
-        """The prompt text."""
+        """The prompt text of the primary reading."""
         return get_prompt(self.task, self.variant)
+
+    @property
+    def reading(self) -> str:
+        """Where the expectation is read: ``first_digit`` or ``prefix``."""
+        if self.answer_reading is not None:
+            return self.answer_reading
+        return "prefix" if self.task == "difficulty" else "first_digit"
+
+    @property
+    def decimals(self) -> int:
+        """Decimals refining the expectation."""
+        if self.answer_decimals is not None:
+            return self.answer_decimals
+        return 2 if self.reading == "first_digit" else 0
 
 
 def digit_token_ids(tokenizer, digits: Sequence[int] = SCORE_DIGITS) -> list[int]:
@@ -97,7 +179,8 @@ def expectation_from_logits(
 
 
 def expectation_scores(model, inputs: dict[str, Any], digit_ids: Sequence[int]) -> torch.Tensor:
-    """One forward pass; the expected digit at the last position of each (left-padded) row. Differentiable."""
+    """The ``prefix`` reading: one forward pass, the expected first digit at the last position of each (left-padded)
+    row. Differentiable; the failure predictor g is trained through it."""
     out = model(**inputs, logits_to_keep=1, use_cache=False)
     return expectation_from_logits(out.logits[:, -1, :], digit_ids)
 
@@ -106,22 +189,30 @@ def _to_device(inputs, device):
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
 
 
+def _generation_kwargs(config: ScoringConfig) -> dict[str, Any]:
+    do_sample = config.do_sample if config.do_sample is not None else config.num_samples > 1
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "do_sample": do_sample,
+        "num_return_sequences": config.num_samples,
+    }
+    if do_sample:  # a None leaves the checkpoint's generation_config value in place
+        kwargs.update(
+            {k: v for k, v in (("temperature", config.temperature), ("top_p", config.top_p)) if v is not None}
+        )
+        if config.top_k is not None:
+            kwargs["top_k"] = config.top_k
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
 @torch.no_grad()
 def generate_scores(model, processor, inputs: dict[str, Any], config: ScoringConfig) -> list[dict[str, Any]]:
     """Generate ``num_samples`` answers per row and parse them. Returns, per row, ``score`` (nan-mean of the parsed
     answers, NaN when none parsed), ``texts`` and ``parse_failures``."""
     n = config.num_samples
-    do_sample = config.do_sample if config.do_sample is not None else n > 1
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": config.max_new_tokens,
-        "do_sample": do_sample,
-        "num_return_sequences": n,
-    }
-    if do_sample:
-        kwargs.update(temperature=config.temperature, top_p=config.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    sequences = model.generate(**inputs, **kwargs)
+    sequences = model.generate(**inputs, **_generation_kwargs(config))
     texts = processor.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     rows = []
     for i in range(inputs["input_ids"].shape[0]):
@@ -134,6 +225,18 @@ def generate_scores(model, processor, inputs: dict[str, Any], config: ScoringCon
     return rows
 
 
+def _score_one_reading(model, processor, videos, config: ScoringConfig, sampling) -> list[dict[str, Any]]:
+    prefix = config.answer_prefix if config.mode == "expectation" else None
+    inputs = prepare_inputs(processor, list(videos), config.prompt, sampling, assistant_prefix=prefix)
+    inputs = _to_device(inputs, model.device)
+    if config.mode == "generate":
+        return generate_scores(model, processor, inputs, config)
+    tokens = answer_tokens(processor.tokenizer)
+    return read_answers(
+        model, inputs, tokens, reading=config.reading, decimals=config.decimals, max_skip=config.max_skip_tokens
+    )
+
+
 def score_videos(
     model,
     processor,
@@ -141,20 +244,17 @@ def score_videos(
     config: ScoringConfig | None = None,
     sampling: VideoSamplingConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """Score a batch of videos. Expectation mode returns ``{"score", "digit_probs"}`` per video; generate mode
-    ``{"score", "texts", "parse_failures"}``. Raises :class:`~mds_vqa.video.VideoReadError` for an unreadable video."""
+    """Score a batch of videos. Expectation mode returns ``{"score", "digit_probs", "digit_mass", "answer_offset"}``
+    per video (see :func:`mds_vqa.answer_reading.read_answers`); generate mode ``{"score", "texts",
+    "parse_failures"}``; both mode all of these, with ``score`` the primary reading's and ``score_expectation`` /
+    ``score_generate``. Raises :class:`~mds_vqa.video.VideoReadError` for an unreadable video."""
     config = config or ScoringConfig()
-    prefix = config.answer_prefix if config.mode == "expectation" else None
-    inputs = prepare_inputs(processor, list(videos), config.prompt, sampling, assistant_prefix=prefix)
-    inputs = _to_device(inputs, model.device)
-    if config.mode == "expectation":
-        digit_ids = digit_token_ids(processor.tokenizer)
-        with torch.no_grad():
-            logits = model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]
-        probs = torch.softmax(logits[:, digit_ids].float(), dim=-1)
-        scores = expectation_from_logits(logits, digit_ids)
-        return [{"score": float(s), "digit_probs": p.tolist()} for s, p in zip(scores, probs)]
-    return generate_scores(model, processor, inputs, config)
-
-
-SCORING_MODES = {"expectation", "generate"}
+    if config.mode != "both":
+        return _score_one_reading(model, processor, videos, config, sampling)
+    readings = {m: _score_one_reading(model, processor, videos, config.for_mode(m), sampling) for m in READING_MODES}
+    rows = []
+    for exp, gen in zip(readings["expectation"], readings["generate"]):
+        row = {**exp, **gen, "score_expectation": exp["score"], "score_generate": gen["score"]}
+        row["score"] = row[f"score_{config.both_primary}"]
+        rows.append(row)
+    return rows

@@ -1,20 +1,35 @@
-"""Video decoding: uniformly spaced frames (or all frames, or frames at an fps) from one file.
+"""Video decoding, the one reader of every stage: chosen frames (uniformly spaced, all, at an fps, or any indices).
 
-One backend per call (``decord`` or PyAV). Every failure (missing, empty, corrupt, truncated or undecodable file)
-raises :class:`VideoReadError`, which names the file and the cause.
+Decodes with ``decord`` where it is installed and with PyAV everywhere (``decord`` has no aarch64 wheel). Every
+failure (missing, empty, unreadable, audio-only, truncated or undecodable file) raises :class:`VideoReadError`, which
+names the file and the cause; the cause reads the same whichever backend was asked for: when decord fails, PyAV reads
+the file again and either says why it cannot be read or returns its frames.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-__all__ = ["VideoReadError", "VideoMetadata", "read_frames", "probe_video", "sample_indices", "available_backends"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "VideoReadError",
+    "VideoMetadata",
+    "FrameSelector",
+    "read_frames",
+    "read_frames_at",
+    "probe_video",
+    "sample_indices",
+    "available_backends",
+]
 
 Backend = Literal["auto", "decord", "pyav"]
 
@@ -50,6 +65,10 @@ class VideoMetadata:
         out = asdict(self)
         out["duration"] = self.duration
         return out
+
+
+# Chooses the frame indices to decode from the file's header (``frames_indices`` still empty); indices may repeat.
+FrameSelector = Callable[[VideoMetadata], Sequence[int]]
 
 
 def available_backends() -> list[str]:
@@ -103,6 +122,11 @@ def sample_indices(
     return np.linspace(0, total_num_frames - 1, n).round().astype(int).tolist()
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Why a file cannot be opened
+# --------------------------------------------------------------------------------------------------------------------
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise VideoReadError(path, "file does not exist")
@@ -112,50 +136,54 @@ def _check_file(path: Path) -> None:
         raise VideoReadError(path, "file is empty (0 bytes)")
 
 
-def _probe_decord(path: Path):
-    import decord
-
-    try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except Exception as err:  # decord raises its own DECORDError / RuntimeError types
-        raise VideoReadError(path, f"decord could not open the file ({type(err).__name__}: {err})") from err
-    total = len(vr)
-    if total == 0:
-        raise VideoReadError(path, "the video stream has zero frames")
-    fps = float(vr.get_avg_fps())
-    return vr, total, fps
-
-
-def _read_decord(path: Path, num_frames, fps) -> tuple[np.ndarray, VideoMetadata]:
-    vr, total, src_fps = _probe_decord(path)
-    indices = sample_indices(total, num_frames, fps=fps, source_fps=src_fps)
-    try:
-        frames = vr.get_batch(indices).asnumpy()
-    except Exception as err:
-        raise VideoReadError(
-            path, f"decoding failed, the file is corrupt or truncated ({type(err).__name__}: {err})"
-        ) from err
-    if frames.shape[0] != len(indices):
-        raise VideoReadError(path, f"asked for {len(indices)} frames, decoded {frames.shape[0]}")
-    meta = VideoMetadata(str(path), src_fps, total, indices, int(frames.shape[2]), int(frames.shape[1]), "decord")
-    return np.ascontiguousarray(frames, dtype=np.uint8), meta
+def _mp4_without_index(path: Path) -> bool:
+    """True when ``path`` starts like an MP4/MOV file (an ``ftyp`` box) but none of its top-level boxes is the
+    ``moov`` index: the file was cut short (or never finished) before the index was written."""
+    size = path.stat().st_size
+    pos, boxes = 0, 0
+    with open(path, "rb") as fh:
+        while pos + 8 <= size:
+            fh.seek(pos)
+            head = fh.read(16)
+            box_size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if (boxes == 0 and kind != b"ftyp") or kind == b"moov":
+                return False
+            boxes += 1
+            if box_size == 1 and len(head) == 16:
+                box_size = int.from_bytes(head[8:16], "big")
+            if box_size < 8:  # 0: the box runs to the end of the file; < 8: not a box
+                break
+            pos += box_size
+    return boxes > 0
 
 
 def _open_av(path: Path):
+    """The PyAV container of ``path`` with at least one video stream, or :class:`VideoReadError` saying why not."""
     import av
 
     try:
         container = av.open(str(path))
-    except Exception as err:  # av.error.* (InvalidDataError, FileNotFoundError, ...)
-        raise VideoReadError(path, f"PyAV could not open the file ({type(err).__name__}: {err})") from err
+    except av.error.FFmpegError as err:
+        if _mp4_without_index(path):
+            raise VideoReadError(
+                path, "truncated or corrupt MP4: it has no 'moov' index box (the file was cut short or never finished)"
+            ) from err
+        reason = getattr(err, "strerror", None) or str(err)
+        raise VideoReadError(path, f"not a video file FFmpeg can open ({reason})") from err
     if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
         container.close()
-        raise VideoReadError(path, "the file has no video stream")
+        raise VideoReadError(path, f"the file has no video stream (it holds: {', '.join(kinds)})")
     return container
 
 
-def _probe_av(path: Path) -> tuple[int, float, int, int]:
-    """Header frame count (decoded count when the header has none), fps, width, height."""
+# --------------------------------------------------------------------------------------------------------------------
+# PyAV
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _probe_av(path: Path) -> VideoMetadata:
+    """Header frame count (decoded count when the header has none), fps, width and height."""
     container = _open_av(path)
     try:
         stream = container.streams.video[0]
@@ -166,24 +194,23 @@ def _probe_av(path: Path) -> tuple[int, float, int, int]:
         if total <= 0:
             try:
                 total = sum(1 for _ in container.decode(stream))
-            except Exception as err:
+            except Exception as err:  # av.error.* of a corrupt stream
                 raise VideoReadError(
-                    path, f"decoding failed while counting frames ({type(err).__name__}: {err})"
+                    path, f"decoding failed while counting frames, the file is corrupt ({type(err).__name__}: {err})"
                 ) from err
     finally:
         container.close()
     if total == 0:
         raise VideoReadError(path, "the video stream has zero frames")
-    return total, src_fps, width, height
+    return VideoMetadata(str(path), src_fps, total, [], width, height, "pyav")
 
 
-def _read_pyav(path: Path, num_frames, fps) -> tuple[np.ndarray, VideoMetadata]:
-    total, src_fps, _, _ = _probe_av(path)
-    indices = sample_indices(total, num_frames, fps=fps, source_fps=src_fps)
-    wanted: dict[int, int] = {}
+def _decode_av(path: Path, indices: list[int], total: int) -> np.ndarray:
+    """The frames at ``indices`` (any order, repeats allowed), decoding the stream from its start."""
+    positions: dict[int, list[int]] = {}
     for pos, idx in enumerate(indices):
-        wanted.setdefault(idx, pos)
-    last = indices[-1]
+        positions.setdefault(idx, []).append(pos)
+    last = max(indices)
     out: list[np.ndarray | None] = [None] * len(indices)
     decoded = 0
     container = _open_av(path)
@@ -192,14 +219,13 @@ def _read_pyav(path: Path, num_frames, fps) -> tuple[np.ndarray, VideoMetadata]:
         stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             decoded = i + 1
-            if i in wanted:
+            if i in positions:
                 arr = frame.to_ndarray(format="rgb24")
-                for pos, idx in enumerate(indices):
-                    if idx == i:
-                        out[pos] = arr
+                for pos in positions[i]:
+                    out[pos] = arr
             if i >= last:
                 break
-    except Exception as err:
+    except Exception as err:  # av.error.* of a corrupt stream
         raise VideoReadError(
             path,
             f"decoding failed after {decoded} frames, the file is corrupt or truncated ({type(err).__name__}: {err})",
@@ -213,9 +239,67 @@ def _read_pyav(path: Path, num_frames, fps) -> tuple[np.ndarray, VideoMetadata]:
             f"truncated or corrupt: the header reports {total} frames but only {decoded} could be decoded "
             f"(frame {missing[0]} missing)",
         )
-    frames = np.stack(out).astype(np.uint8, copy=False)
-    meta = VideoMetadata(str(path), src_fps, total, indices, int(frames.shape[2]), int(frames.shape[1]), "pyav")
+    return np.stack(out).astype(np.uint8, copy=False)
+
+
+def _read_pyav(path: Path, select: FrameSelector) -> tuple[np.ndarray, VideoMetadata]:
+    meta = _probe_av(path)
+    meta.frames_indices = _checked(select(meta), meta)
+    frames = _decode_av(path, meta.frames_indices, meta.total_num_frames)
+    meta.width, meta.height = int(frames.shape[2]), int(frames.shape[1])
     return frames, meta
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# decord
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class _DecordFailed(Exception):
+    """decord raised while opening or decoding (PyAV is then asked why)."""
+
+
+def _open_decord(path: Path):
+    import decord
+
+    try:
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        total, fps = len(vr), float(vr.get_avg_fps())
+    except Exception as err:  # decord raises its own DECORDError / RuntimeError types
+        raise _DecordFailed(f"{type(err).__name__}: {err}") from err
+    if total == 0:
+        raise _DecordFailed("the video stream has zero frames")
+    return vr, total, fps
+
+
+def _read_decord(path: Path, select: FrameSelector) -> tuple[np.ndarray, VideoMetadata]:
+    vr, total, fps = _open_decord(path)
+    meta = VideoMetadata(str(path), fps, total, [], 0, 0, "decord")
+    meta.frames_indices = _checked(select(meta), meta)
+    try:
+        frames = vr.get_batch(meta.frames_indices).asnumpy()
+    except Exception as err:  # decord's DECORDError of a corrupt stream
+        raise _DecordFailed(f"{type(err).__name__}: {err}") from err
+    if frames.shape[0] != len(meta.frames_indices):
+        raise _DecordFailed(f"asked for {len(meta.frames_indices)} frames, decoded {frames.shape[0]}")
+    meta.width, meta.height = int(frames.shape[2]), int(frames.shape[1])
+    return np.ascontiguousarray(frames, dtype=np.uint8), meta
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Public readers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _checked(indices: Sequence[int], meta: VideoMetadata) -> list[int]:
+    """``indices`` as a list of ints, each a frame of the video (else ``ValueError``: the selector is wrong)."""
+    out = [int(i) for i in indices]
+    if not out or min(out) < 0 or max(out) >= meta.total_num_frames:
+        raise ValueError(
+            f"Frame selector chose indices {out[:8]}{'...' if len(out) > 8 else ''} for {meta.path}, which has "
+            f"{meta.total_num_frames} frames"
+        )
+    return out
 
 
 def _resolve_backend(backend: Backend) -> str:
@@ -229,6 +313,33 @@ def _resolve_backend(backend: Backend) -> str:
     if backend not in found:
         raise ImportError(f"Video backend {backend!r} is not installed (available: {found or 'none'}).")
     return backend
+
+
+def read_frames_at(
+    path: str | os.PathLike, select: FrameSelector, *, backend: Backend = "auto"
+) -> tuple[np.ndarray, VideoMetadata]:
+    """Read the frames that ``select`` chooses from the file's metadata (source fps and frame count).
+
+    When decord cannot open or decode the file, PyAV reads it: its :class:`VideoReadError` gives the cause, and
+    when it succeeds its frames are returned (``metadata.backend == "pyav"``, with a warning).
+
+    Returns:
+        ``(frames, metadata)``: ``frames`` is a uint8 array ``(T, H, W, 3)`` in RGB order, one frame per index chosen.
+
+    Raises:
+        VideoReadError: the file is missing, empty, unreadable, has no video stream, or is corrupt or truncated.
+        ValueError: ``select`` chose an index outside the video (or raised it).
+    """
+    path = Path(path)
+    _check_file(path)
+    if _resolve_backend(backend) == "pyav":
+        return _read_pyav(path, select)
+    try:
+        return _read_decord(path, select)
+    except _DecordFailed as err:
+        frames, meta = _read_pyav(path, select)
+        logger.warning("decord could not read %s (%s); PyAV could, its frames are used.", path, err)
+        return frames, meta
 
 
 def read_frames(
@@ -250,24 +361,18 @@ def read_frames(
         ``(frames, metadata)``: ``frames`` is a uint8 array ``(T, H, W, 3)`` in RGB order.
 
     Raises:
-        VideoReadError: the file is missing, empty, corrupt, truncated or has no decodable frame.
+        VideoReadError: the file is missing, empty, unreadable, has no video stream, or is corrupt or truncated.
     """
-    path = Path(path)
-    _check_file(path)
-    name = _resolve_backend(backend)
-    if name == "decord":
-        return _read_decord(path, num_frames, fps)
-    return _read_pyav(path, num_frames, fps)
+
+    def uniform(meta: VideoMetadata) -> list[int]:
+        return sample_indices(meta.total_num_frames, num_frames, fps=fps, source_fps=meta.fps)
+
+    return read_frames_at(path, uniform, backend=backend)
 
 
-def probe_video(path: str | os.PathLike, *, backend: Backend = "auto") -> VideoMetadata:
-    """Open ``path`` without decoding pixels; return its fps, frame count and size. Raises :class:`VideoReadError`."""
+def probe_video(path: str | os.PathLike) -> VideoMetadata:
+    """Open ``path`` and read its header with PyAV, decoding no pixel (unless the header has no frame count): its
+    fps, frame count and size. Raises :class:`VideoReadError`."""
     path = Path(path)
     _check_file(path)
-    name = _resolve_backend(backend)
-    if name == "decord":
-        vr, total, src_fps = _probe_decord(path)
-        h, w = vr[0].shape[:2] if total else (0, 0)
-        return VideoMetadata(str(path), src_fps, total, [], int(w), int(h), "decord")
-    total, src_fps, w, h = _probe_av(path)
-    return VideoMetadata(str(path), src_fps, total, [], w, h, "pyav")
+    return _probe_av(path)

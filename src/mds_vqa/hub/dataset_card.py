@@ -17,6 +17,8 @@ _TITLES = {
     "scored": "mds-vqa scored pool",
     "features": "mds-vqa frame features",
     "pool": "mds-vqa video pool",
+    "weak-pairs": "mds-vqa weak pairs (synthetic distortions)",
+    "pseudo-labels": "mds-vqa pseudo-labelled pool",
 }
 
 _STRATEGY_TEXT = {
@@ -80,6 +82,22 @@ _SETTINGS = {
         ("test_size", "Random test fraction"),
         ("seed", "Seed of the split"),
     ],
+    "weak-pairs": [
+        ("pool", "Pool degraded"),
+        ("sources", "Source videos degraded"),
+        ("distortions", "Distortion families (levels)"),
+        ("variants", "Variants"),
+        ("pairs", "Pairs (within one source and one family)"),
+        ("random_sides", "Better video on a random side"),
+        ("seed", "Seed"),
+    ],
+    "pseudo-labels": [
+        ("pool", "Pool labelled"),
+        ("teachers", "Teachers (scored pool: column)"),
+        ("agreement", "Teacher agreement (pairwise SRCC)"),
+        ("videos", "Videos labelled"),
+        ("dropped", "Videos no teacher scored (dropped)"),
+    ],
 }
 
 _COLUMN_TEXT = {
@@ -98,6 +116,19 @@ _COLUMN_TEXT = {
     "features": "open_clip frame features (frames × dim, L2-normalised).",
     "difficulty": "Difficulty score of the failure predictor g (higher = f expected to err more).",
     "error": "f's error |f − MOS|.",
+    "source_id": "The pool video this variant was made from.",
+    "distortion": "Distortion family (`none`: the source itself).",
+    "level": "Distortion level: 0 = the source itself, higher = worse.",
+    "strength": "The family's parameter at this level (CRF, factor, sigma, noise std or frame step).",
+    "p": "Probability that `video_a` is the better video (weak pairs: 1 or 0, the order is known).",
+    "level_a": "Distortion level of `video_a`.",
+    "level_b": "Distortion level of `video_b`.",
+    "video_a": "Path of the pair's first video.",
+    "video_b": "Path of the pair's second video.",
+    "id_a": "`video_id` of `video_a`.",
+    "id_b": "`video_id` of `video_b`.",
+    "mos_original": "The pool's own MOS before pseudo-labelling (null when unrated).",
+    "pseudo_teachers": "How many teachers scored this video (the pseudo-MOS averages their normalised scores).",
 }
 _SCORE_COLUMN_TEXT = {
     "": "Score read from the model (NaN when an answer had no number).",

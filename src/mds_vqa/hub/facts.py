@@ -60,6 +60,8 @@ def dataset_settings(record: Provenance) -> tuple[str, dict[str, Any]]:
             "column": s.get("column"),
             "missing": len(missing) if isinstance(missing, list) else missing,
         }
+    if kind in ("weak-pairs", "pseudo-labels"):  # their recipes record the card's settings under "card"
+        return kind, dict(s.get("card") or {})
     return "pool", dict(s) if kind == "pool" else {}  # build_pool records its settings as its summary
 
 

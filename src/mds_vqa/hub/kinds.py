@@ -32,6 +32,8 @@ DATASET_KINDS: dict[str, str] = {
     "scored": "scored-pool",
     "features": "frame-features",
     "pool": "vqa-pool",
+    "weak-pairs": "weak-pairs",
+    "pseudo-labels": "pseudo-labelled-pool",
 }
 
 # The kind of artifact each recipe saves (the ``recipe`` of its provenance record).
@@ -42,6 +44,8 @@ RECIPE_KINDS: dict[str, str] = {
     "score": "scored",
     "extract_features": "features",
     "build_pool": "pool",
+    "make_weak_pairs": "weak-pairs",
+    "pseudo_label": "pseudo-labels",
 }
 
 # Files that staging never copies: a folder holding one is an artifact, never a staged repository (a trainer's

@@ -51,7 +51,20 @@ class PipelineConfig:
     launcher: str = field(default="python", metadata={"help": "How training stages run, e.g. 'accelerate launch'."})
     score_launcher: str | None = field(default=None, metadata={"help": "How scoring/feature stages run."})
     sampling: dict[str, Any] | None = field(default=None, metadata={"help": "VideoSamplingConfig fields (YAML)."})
-    score_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra recipes/score.py fields."})
+    score_args: dict[str, Any] | None = field(
+        default=None, metadata={"help": "Extra recipes/score.py fields (every scoring stage, g's included)."}
+    )
+    source_score_mode: str = field(
+        default="expectation",
+        metadata={"help": "How f scores the source pool g learns from: 'expectation', 'generate' or 'both'."},
+    )
+    difficulty_score_mode: str = field(
+        default="expectation", metadata={"help": "How g scores the unlabelled pool ('expectation': as g is trained)."}
+    )
+    eval_score_mode: str = field(
+        default="expectation",
+        metadata={"help": "How the evaluation scores the test splits and the base model's target pool."},
+    )
     failure_predictor_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra g training fields."})
     features_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra extract_features fields."})
     select_args: dict[str, Any] | None = field(
@@ -68,6 +81,16 @@ class PipelineConfig:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if not self.strategies:
             raise ValueError("strategies must name at least one strategy")
+        from ..scoring import SCORING_MODES
+
+        for name in ("source_score_mode", "difficulty_score_mode", "eval_score_mode"):
+            if getattr(self, name) not in SCORING_MODES:
+                raise ValueError(f"{name} must be one of {list(SCORING_MODES)}, got {getattr(self, name)!r}")
+        if "mode" in (self.score_args or {}):
+            raise ValueError(
+                "score_args.mode would set every scoring stage alike; set source_score_mode, difficulty_score_mode "
+                "and eval_score_mode instead."
+            )
 
 
 def recipe_fields(recipe: str) -> set[str]:

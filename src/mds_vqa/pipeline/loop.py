@@ -4,7 +4,8 @@ For every round: score the source pool with f → train g → score the unlabell
 features → select with each strategy → the simulated annotator reveals the MOS of the first strategy's selection →
 GRPO + LoRA on source + everything labelled so far → score the test splits → evaluate. The next round uses the
 fine-tuned model (adapter merged) as f and never selects a labelled video again. Stages resume by key
-(:mod:`mds_vqa.pipeline.stages`).
+(:mod:`mds_vqa.pipeline.stages`). Each scoring stage reads with its own mode: ``source_score_mode`` (f on the source:
+the errors g learns), ``difficulty_score_mode`` (g) and ``eval_score_mode`` (the base target pool and the test splits).
 """
 
 from __future__ import annotations
@@ -73,15 +74,14 @@ class Pipeline(StageRunner):
             target, noise_std=cfg.annotator_noise, seed=cfg.seed, log_path=out / "annotation_log.jsonl"
         )
         model = cfg.model_name_or_path
-        base_source = self.score_pool("base_score_source", cfg.source_pool, out / "base" / "scored_source", model)
-        base_target = self.score_pool("base_score_target", cfg.target_pool, out / "base" / "scored_target", model)
+        base_source, base_target = self.score_base()
         features = self.extract_features(self.unlabelled_target(target))
         rounds: list[RoundResult] = []
         for r in range(1, cfg.rounds + 1):
             rounds.append(self.run_round(r, model, features, base_source))
             if r < cfg.rounds:
                 model = self.merge(r, model, rounds[-1].adapter)
-        report = self.evaluate(base_source, base_target, rounds)
+        report = self.evaluate(self.base_source_for_eval(base_source), base_target, rounds)
         if cfg.stage_hub:
             self.publish(rounds[-1].adapter, rounds[-1].selections[cfg.strategies[0]])
         return write_summary(self, report, rounds)
@@ -91,18 +91,35 @@ class Pipeline(StageRunner):
         cfg, rd = self.cfg, self.out / f"round_{r}"
         source = base_source
         if r > 1:
-            source = self.score_pool(f"r{r}_score_source", cfg.source_pool, rd / "scored_source", model)
+            source = self.score_pool(
+                f"r{r}_score_source", cfg.source_pool, rd / "scored_source", model, mode=cfg.source_score_mode
+            )
         g = self.train_failure_predictor(r, source, model)
         unlabelled = self.unlabelled_pool(r)
         difficulty = self.score_pool(
-            f"r{r}_difficulty", unlabelled, rd / "difficulty", model, adapter=g, task="difficulty", column="difficulty"
+            f"r{r}_difficulty",
+            unlabelled,
+            rd / "difficulty",
+            model,
+            adapter=g,
+            task="difficulty",
+            column="difficulty",
+            mode=cfg.difficulty_score_mode,
         )
         candidates = self.candidates(r, features, difficulty)
         selections = {s: self.select(r, candidates, s) for s in cfg.strategies}
         labelled = self.annotate(r, selections[cfg.strategies[0]])
         adapter = self.finetune(r, model)
         scored = [
-            self.score_pool(f"r{r}_score_{side}_test", pool, rd / "eval" / side, model, adapter=adapter, split="test")
+            self.score_pool(
+                f"r{r}_score_{side}_test",
+                pool,
+                rd / "eval" / side,
+                model,
+                adapter=adapter,
+                split="test",
+                mode=cfg.eval_score_mode,
+            )
             for side, pool in (("source", cfg.source_pool), ("target", cfg.target_pool))
         ]
         return RoundResult(r, g, difficulty, selections, labelled, adapter, *scored, len(self.labelled_ids))
@@ -112,8 +129,8 @@ class Pipeline(StageRunner):
         """Run ``stage``'s recipe with its fields plus ``extra`` (the user's per-stage fields) unless done."""
         return self.recipe(name, stage.recipe, stage.args(*extra), Path(output), kind=stage.kind)
 
-    def score_pool(self, name, pool, output, model, *, adapter=None, task="scoring", column="score", split=None):
-        """Score ``pool`` with ``model`` (+ ``adapter``) into ``output`` (``recipes/score.py``)."""
+    def score_pool(self, name, pool, output, model, *, adapter=None, task="scoring", column="score", split=None, mode):
+        """Score ``pool`` with ``model`` (+ ``adapter``) into ``output`` (``recipes/score.py``), read with ``mode``."""
         stage = ScoreStage(
             dataset_path=str(pool),
             output_dir=str(output),
@@ -123,8 +140,32 @@ class Pipeline(StageRunner):
             score_column=column,
             split=split,
             task=task,
+            mode=mode,
         )
         return self.run_stage(name, stage, Path(output), self.cfg.sampling, self.cfg.score_args)
+
+    def score_base(self) -> tuple[Path, Path]:
+        """The base model f's scores of the source pool (what g learns from, read with ``source_score_mode``) and of
+        the target pool (the evaluation's, read with ``eval_score_mode``)."""
+        cfg, base, model = self.cfg, self.out / "base", self.cfg.model_name_or_path
+        source = self.score_pool(
+            "base_score_source", cfg.source_pool, base / "scored_source", model, mode=cfg.source_score_mode
+        )
+        target = self.score_pool(
+            "base_score_target", cfg.target_pool, base / "scored_target", model, mode=cfg.eval_score_mode
+        )
+        return source, target
+
+    def base_source_for_eval(self, base_source: Path) -> Path:
+        """The base model's scores of the source pool read as the evaluation reads: f's source scores when both
+        modes agree, else the source pool scored again with ``eval_score_mode``."""
+        cfg = self.cfg
+        if cfg.eval_score_mode == cfg.source_score_mode:
+            return base_source
+        output = self.out / "base" / "scored_source_eval"
+        return self.score_pool(
+            "base_score_source_eval", cfg.source_pool, output, cfg.model_name_or_path, mode=cfg.eval_score_mode
+        )
 
     def extract_features(self, pool: Path) -> Path:
         """Frame features of the unlabelled target pool (once for every round)."""
