@@ -82,33 +82,24 @@ class ExtractFeaturesArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
 
-def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -> Path | None:
-    """Extract this process's share; the main process then merges every shard, saves the pool and (when ``hub_args``
-    asks) stages/pushes it with a dataset card. Returns the output folder on the main process (``None`` on the
-    others)."""
-    # every check runs on every process before the first collective, so a bad argument stops all of them (the
-    # work dir's configuration is checked by every process in extract_features, before the next collective)
+def _check(args: ExtractFeaturesArguments, hub_args: HubArguments | None) -> tuple[Path, Path]:
+    """Every argument check, run by every process before the first collective (a bad one stops them all; the work
+    dir's configuration is checked by every process in extract_features, before the next collective)."""
     if hub_args is not None:
         hub_args.check("dataset")  # a push without a repo id fails now, not after the extraction
     out = Path(args.output_dir)
-    work_dir = Path(args.work_dir or f"{args.output_dir.rstrip('/')}.work")
     if out.resolve() == Path(args.pool_path).resolve():
         raise ValueError("output_dir must differ from pool_path (a Dataset cannot be overwritten while it is read).")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
     if args.max_initial_failures is not None and args.max_initial_failures < 0:
         raise ValueError(f"max_initial_failures must be >= 0 or null, got {args.max_initial_failures}")
-    num_frames = parse_num_frames(args.num_frames)
-    pool = load_from_disk(args.pool_path)
-    state = data_parallel_state()
+    return out, Path(args.work_dir or f"{args.output_dir.rstrip('/')}.work")
+
+
+def _extract(args: ExtractFeaturesArguments, pool, work_dir: Path, num_frames, state, run_config: dict):
+    """This process's share of the pool, into ``work_dir``; returns its run summary."""
     model, preprocess = load_open_clip(args.model_name, args.pretrained, device=state.device, precision=args.precision)
-    run_config = {
-        "model_name": args.model_name,
-        "pretrained": args.pretrained,
-        "precision": args.precision,
-        "video_backend": args.video_backend,
-    }
-    start = time.perf_counter()
     summary = extract_features(
         pool,
         work_dir,
@@ -140,22 +131,22 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
         summary.failed,
         summary.seconds,
     )
-    totals = gather_summaries(summary)  # a collective: every process reports, the main one sums
-    if not state.is_main_process:
-        return None
+    return summary
+
+
+def _save(args: ExtractFeaturesArguments, pool, work_dir: Path, out: Path, meta: dict, totals: dict):
+    """Merge every shard into the pool, save it with its summary JSON and provenance; returns (Dataset, summary)."""
     ds, missing = merge_features(pool, work_dir, column=args.features_column)
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     ds.save_to_disk(str(out))
-    dim = feature_dim(ds, args.features_column)
     error_column = f"{args.features_column}_error"
     ids, errors = column_values(ds, args.id_column), column_values(ds, error_column)
     unreadable = [{args.id_column: ids[i], "row": i, "reason": e} for i, e in enumerate(errors) if e is not None]
     meta = {
-        **run_config,
+        **meta,
         "pool_path": args.pool_path,
-        "num_frames": num_frames,
-        "dim": dim,
+        "dim": feature_dim(ds, args.features_column),
         "column": args.features_column,
         "error_column": error_column,
         "videos": len(ds),
@@ -169,15 +160,38 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
         "processes": totals["processes"],
     }
     (out / "feature_extraction.json").write_text(json.dumps(meta, indent=2))
+    return ds, meta
+
+
+def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -> Path | None:
+    """Extract this process's share; the main process then merges every shard, saves the pool and (when ``hub_args``
+    asks) stages/pushes it with a dataset card. Returns the output folder on the main process (``None`` on the
+    others)."""
+    out, work_dir = _check(args, hub_args)
+    num_frames = parse_num_frames(args.num_frames)
+    pool = load_from_disk(args.pool_path)
+    state = data_parallel_state()
+    run_config = {
+        "model_name": args.model_name,
+        "pretrained": args.pretrained,
+        "precision": args.precision,
+        "video_backend": args.video_backend,
+    }
+    start = time.perf_counter()
+    summary = _extract(args, pool, work_dir, num_frames, state, run_config)
+    totals = gather_summaries(summary)  # a collective: every process reports, the main one sums
+    if not state.is_main_process:
+        return None
+    ds, meta = _save(args, pool, work_dir, out, {**run_config, "num_frames": num_frames}, totals)
     write_provenance(out, recipe="extract_features", arguments=[args, hub_args], summary=meta, inputs=[args.pool_path])
-    failures = load_failures(work_dir)
     print(
-        f"Saved {len(ds)} videos with {args.features_column!r} ({num_frames} frames x {dim}, {args.model_name}"
-        f"{'/' + args.pretrained if args.pretrained and ':' not in args.model_name else ''}) -> {out} "
-        f"in {time.perf_counter() - start:.1f} s; {len(missing)} without features; this run: {totals['computed']} "
-        f"computed, {totals['skipped_done']} already done, {totals['failed']} unreadable over {state.num_processes} "
-        "process(es)."
+        f"Saved {len(ds)} videos with {args.features_column!r} ({num_frames} frames x {meta['dim']}, "
+        f"{args.model_name}{'/' + args.pretrained if args.pretrained and ':' not in args.model_name else ''}) -> "
+        f"{out} in {time.perf_counter() - start:.1f} s; {len(meta['missing'])} without features; this run: "
+        f"{totals['computed']} computed, {totals['skipped_done']} already done, {totals['failed']} unreadable over "
+        f"{state.num_processes} process(es)."
     )
+    failures = load_failures(work_dir)
     for rec in failures[:20]:
         print(f"  unreadable: {rec['id']} (row {rec['_index']}): {rec['reason']}")
     if len(failures) > 20:
