@@ -4,7 +4,8 @@ Usage:
     python recipes/pipeline.py --config recipes/configs/youtube_sfv_sdr/pipeline.yaml
     python recipes/pipeline.py --config outputs/demo/pipeline.yaml --rounds 2     # CLI overrides
 
-Re-running resumes: a stage is skipped while its arguments and inputs are unchanged, and re-runs (with everything
+With ``annotator: human`` it stops after each round's selection, prints how to rate it (``recipes/rate.py``), and on
+the next run imports the ratings (``recipes/import_ratings.py``) and goes on. Re-running resumes: a stage is skipped while its arguments and inputs are unchanged, and re-runs (with everything
 downstream) when they change. Per-stage fields a recipe does not know are refused before anything runs. The report
 (tables, pictures, stage timings) is written to ``<output_dir>/report``.
 """
@@ -16,7 +17,7 @@ import sys
 from trl import TrlParser
 
 from mds_vqa.log import setup_logging
-from mds_vqa.pipeline import Pipeline, PipelineConfig, StageError
+from mds_vqa.pipeline import AwaitingRatings, Pipeline, PipelineConfig, StageError
 
 
 def main(config: PipelineConfig) -> dict:
@@ -45,6 +46,8 @@ if __name__ == "__main__":
     (config,) = make_parser().parse_args_and_config()
     try:
         main(config)
+    except AwaitingRatings as paused:  # not an error: people have work to do first
+        print(f"Paused: {paused}")
     except (StageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -209,13 +209,14 @@ def _recorded_scoring_stages(tmp_path, monkeypatch, **overrides) -> dict:
     pipe = Pipeline(PipelineConfig(**config))
     stages: dict[str, dict] = {}
 
-    def record(name, recipe, args, output, kind="score"):
+    def record(name, recipe, args, output, kind="score", fingerprint=None):
         stages[name] = {"recipe": recipe, **args}
         return output
 
     monkeypatch.setattr(pipe, "recipe", record)
     for step in ("unlabelled_pool", "candidates", "annotate"):  # in-process steps that read earlier outputs
         monkeypatch.setattr(pipe, step, lambda r, *a, step=step: tmp_path / step)
+    monkeypatch.setattr(pipe, "labelled_features", lambda r, *a: [])
     source, _ = pipe.score_base()
     pipe.run_round(2, "f_round_1", tmp_path / "features", source)
     pipe.base_source_for_eval(source)
@@ -256,3 +257,76 @@ def test_a_scoring_mode_for_every_stage_at_once_is_refused():
         PipelineConfig(score_args={"mode": "generate"})
     with pytest.raises(ValueError, match="difficulty_score_mode must be one of"):
         PipelineConfig(difficulty_score_mode="sampled")
+
+
+# ------------------------------------------------------------------ the human annotator and labelled diversity
+
+
+def _human_pipeline(tmp_path, **overrides):
+    from mds_vqa.pipeline import Pipeline, PipelineConfig
+
+    config = PipelineConfig(
+        output_dir=str(tmp_path / "run"), source_pool="source", target_pool="target", annotator="human", **overrides
+    )
+    return Pipeline(config)
+
+
+def test_a_human_round_waits_for_ratings_then_imports_them_and_reimports_when_they_change(tmp_path, video_dir):
+    from datasets import Dataset
+
+    from mds_vqa.pipeline import AwaitingRatings
+
+    _, rows = video_dir
+    ids = [r["video_id"] for r in rows[:3]]
+    selection = tmp_path / "selection"
+    Dataset.from_dict(
+        {"rank": [1, 2, 3], "video_id": ids, "video": [r["video"] for r in rows[:3]], "dataset": ["t"] * 3}
+    ).save_to_disk(str(selection))
+    pipe = _human_pipeline(tmp_path, min_ratings=2)
+    with pytest.raises(AwaitingRatings) as paused:
+        pipe.annotate(1, selection)
+    ratings = tmp_path / "run" / "round_1" / "ratings" / "ratings.csv"
+    assert f"0 of 3 selected videos have at least 2 rating(s) in {ratings}" in str(paused.value)
+    assert f"python recipes/rate.py --subset_path {selection} --output_dir {ratings.parent}" in str(paused.value)
+
+    ratings.parent.mkdir(parents=True)
+    lines = ["video_id,rater,score"] + [f"{v},{rater},{s}" for v, s in zip(ids, (5, 3, 1)) for rater in ("a", "b")]
+    ratings.write_text("\n".join(lines[:-1]) + "\n")  # the last video has one rating only
+    with pytest.raises(AwaitingRatings, match="2 of 3 selected videos"):
+        pipe.annotate(1, selection)
+
+    ratings.write_text("\n".join(lines) + "\n")
+    labelled = pipe.annotate(1, selection)
+    pool = load_from_disk(str(labelled))
+    assert dict(zip(pool["video_id"], pool["mos"])) == {ids[0]: 5.0, ids[1]: 3.0, ids[2]: 1.0}
+    assert pipe.labelled_ids == ids and not pipe.timings[-1]["skipped"]
+
+    again = _human_pipeline(tmp_path, min_ratings=2)
+    again.annotate(1, selection)
+    assert again.timings[-1]["skipped"]  # same answers: nothing to import again
+    ratings.write_text("\n".join([*lines, f"{ids[0]},c,4"]) + "\n")
+    third = _human_pipeline(tmp_path, min_ratings=2)
+    third.annotate(1, selection)
+    assert not third.timings[-1]["skipped"] and "fingerprint.ratings_sha256" in third.timings[-1]["reason"]
+    assert load_from_disk(str(labelled))["mos"][0] == pytest.approx(14 / 3)
+
+
+def test_from_round_two_the_selection_counts_the_videos_labelled_before(tmp_path):
+    from datasets import Dataset
+
+    from mds_vqa.pipeline import Pipeline, PipelineConfig
+
+    features = tmp_path / "features"
+    Dataset.from_dict({"video_id": ["a", "b", "c"], "features": [[[0.0, 1.0]]] * 3}).save_to_disk(str(features))
+    config = PipelineConfig(output_dir=str(tmp_path / "run"), source_pool="source", target_pool="target")
+    pipe = Pipeline(config)
+    pipe.labelled_ids = ["c", "a"]
+    assert pipe.labelled_features(1, features, None) == []  # round 1: nothing labelled yet
+    (path,) = pipe.labelled_features(2, features, None)
+    assert sorted(load_from_disk(str(path))["video_id"]) == ["a", "c"]
+    args = {}
+    pipe.recipe = lambda name, recipe, a, output, **kw: args.update(a) or output
+    pipe.select(2, tmp_path / "candidates", "mds", [path])
+    assert args["labelled_paths"] == [str(path)]
+    blind = Pipeline(PipelineConfig(**{**config.__dict__, "diversity_labelled": False}))
+    assert blind.labelled_features(2, features, None) == []

@@ -3,6 +3,15 @@ stage by stage, each stage being the recipe a user can also run alone, resuming 
 
 from .config import PipelineConfig, check_stage_fields
 from .loop import Pipeline, RoundResult
-from .stages import StageError, StagePlan, StageRunner
+from .stages import AwaitingRatings, StageError, StagePlan, StageRunner
 
-__all__ = ["Pipeline", "PipelineConfig", "RoundResult", "StageError", "StagePlan", "StageRunner", "check_stage_fields"]
+__all__ = [
+    "AwaitingRatings",
+    "Pipeline",
+    "PipelineConfig",
+    "RoundResult",
+    "StageError",
+    "StagePlan",
+    "StageRunner",
+    "check_stage_fields",
+]

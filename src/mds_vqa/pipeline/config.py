@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PipelineConfig", "REPO_RECIPES", "STAGE_FIELDS", "recipe_fields", "check_stage_fields"]
+__all__ = ["ANNOTATORS", "PipelineConfig", "REPO_RECIPES", "STAGE_FIELDS", "recipe_fields", "check_stage_fields"]
 
 REPO_RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
@@ -22,7 +22,10 @@ STAGE_FIELDS = {
     "failure_predictor_args": "train_failure_predictor",
     "select_args": "select_subset",
     "finetune_args": "finetune",
+    "import_ratings_args": "import_ratings",
 }
+
+ANNOTATORS = ("simulated", "human")
 
 
 @dataclass
@@ -71,6 +74,28 @@ class PipelineConfig:
         default=None, metadata={"help": "Extra recipes/select_subset.py fields."}
     )
     finetune_args: dict[str, Any] | None = field(default=None, metadata={"help": "Extra recipes/finetune.py fields."})
+    annotator: str = field(
+        default="simulated",
+        metadata={
+            "help": "'simulated': the target pool's MOS is revealed for the selected videos (the paper's protocol); "
+            "'human': the pipeline stops after each selection until raters have rated it (recipes/rate.py)."
+        },
+    )
+    min_ratings: int = field(default=1, metadata={"help": "human: ratings every selected video needs to go on."})
+    video_root: str | None = field(
+        default=None, metadata={"help": "human: folder the selection's relative video paths resolve against."}
+    )
+    import_ratings_args: dict[str, Any] | None = field(
+        default=None, metadata={"help": "Extra recipes/import_ratings.py fields (human annotator)."}
+    )
+    diversity_labelled: bool = field(
+        default=True,
+        metadata={"help": "From round 2, the diversity term also counts the videos labelled in earlier rounds."},
+    )
+    diversity_include_source: bool = field(
+        default=False,
+        metadata={"help": "The diversity term also counts the labelled source pool (its features are extracted)."},
+    )
     stage_hub: bool = field(default=True, metadata={"help": "Stage the last adapter and selection with their cards."})
     push_to_hub: bool = field(default=False, metadata={"help": "Also push them (needs the two ids below)."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo of the adapter."})
@@ -81,6 +106,10 @@ class PipelineConfig:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if not self.strategies:
             raise ValueError("strategies must name at least one strategy")
+        if self.annotator not in ANNOTATORS:
+            raise ValueError(f"annotator must be one of {list(ANNOTATORS)}, got {self.annotator!r}")
+        if self.min_ratings < 1:
+            raise ValueError(f"min_ratings must be >= 1, got {self.min_ratings}")
         from ..scoring import SCORING_MODES
 
         for name in ("source_score_mode", "difficulty_score_mode", "eval_score_mode"):

@@ -24,11 +24,12 @@ from .stage_args import (
     FailurePredictorStage,
     FeaturesStage,
     FinetuneStage,
+    ImportRatingsStage,
     RecipeStage,
     ScoreStage,
     SelectStage,
 )
-from .stages import StageRunner
+from .stages import AwaitingRatings, StageRunner
 
 __all__ = ["Pipeline", "RoundResult"]
 
@@ -70,15 +71,17 @@ class Pipeline(StageRunner):
 
         cfg, out = self.cfg, self.out
         target = load_from_disk(cfg.target_pool)
-        self.annotator = SimulatedAnnotator(
-            target, noise_std=cfg.annotator_noise, seed=cfg.seed, log_path=out / "annotation_log.jsonl"
-        )
+        if cfg.annotator == "simulated":
+            self.annotator = SimulatedAnnotator(
+                target, noise_std=cfg.annotator_noise, seed=cfg.seed, log_path=out / "annotation_log.jsonl"
+            )
         model = cfg.model_name_or_path
         base_source, base_target = self.score_base()
         features = self.extract_features(self.unlabelled_target(target))
+        source_features = self.extract_source_features() if cfg.diversity_include_source else None
         rounds: list[RoundResult] = []
         for r in range(1, cfg.rounds + 1):
-            rounds.append(self.run_round(r, model, features, base_source))
+            rounds.append(self.run_round(r, model, features, base_source, source_features))
             if r < cfg.rounds:
                 model = self.merge(r, model, rounds[-1].adapter)
         report = self.evaluate(self.base_source_for_eval(base_source), base_target, rounds)
@@ -86,7 +89,9 @@ class Pipeline(StageRunner):
             self.publish(rounds[-1].adapter, rounds[-1].selections[cfg.strategies[0]])
         return write_summary(self, report, rounds)
 
-    def run_round(self, r: int, model: str, features: Path, base_source: Path) -> RoundResult:
+    def run_round(
+        self, r: int, model: str, features: Path, base_source: Path, source_features: Path | None = None
+    ) -> RoundResult:
         """One select → annotate → fine-tune round with ``model`` as f."""
         cfg, rd = self.cfg, self.out / f"round_{r}"
         source = base_source
@@ -107,7 +112,8 @@ class Pipeline(StageRunner):
             mode=cfg.difficulty_score_mode,
         )
         candidates = self.candidates(r, features, difficulty)
-        selections = {s: self.select(r, candidates, s) for s in cfg.strategies}
+        labelled = self.labelled_features(r, features, source_features)
+        selections = {s: self.select(r, candidates, s, labelled) for s in cfg.strategies}
         labelled = self.annotate(r, selections[cfg.strategies[0]])
         adapter = self.finetune(r, model)
         scored = [
@@ -173,16 +179,53 @@ class Pipeline(StageRunner):
         stage = FeaturesStage(str(pool), str(output), cfg.clip_model_name, cfg.clip_pretrained, cfg.num_frames)
         return self.run_stage("features", stage, output, cfg.features_args)
 
+    def extract_source_features(self) -> Path:
+        """Frame features of the source pool's train split (``diversity_include_source``: already labelled)."""
+        from datasets import load_from_disk
+
+        from ..annotation import hide_mos
+
+        cfg, pool = self.cfg, self.out / "source_train"
+
+        def write():
+            source = load_from_disk(cfg.source_pool)
+            hide_mos(source.filter(lambda s: s == "train", input_columns="split")).save_to_disk(str(pool))
+
+        self.step("source_train", pool, write, params={"source_pool": cfg.source_pool, "split": "train"})
+        output = self.out / "source_features"
+        stage = FeaturesStage(str(pool), str(output), cfg.clip_model_name, cfg.clip_pretrained, cfg.num_frames)
+        return self.run_stage("source_features", stage, output, cfg.features_args)
+
+    def labelled_features(self, r: int, features: Path, source_features: Path | None) -> list[Path]:
+        """The features Datasets the diversity term of round ``r`` counts: the target videos labelled in earlier
+        rounds (``diversity_labelled``, from round 2) and the source pool (``diversity_include_source``)."""
+        from datasets import load_from_disk
+
+        paths = [source_features] if source_features is not None else []
+        if r == 1 or not self.cfg.diversity_labelled:
+            return paths
+        output = self.out / f"round_{r}" / "labelled_features"
+
+        def write():
+            known = set(self.labelled_ids)
+            feats = load_from_disk(str(features))
+            feats.filter(lambda v: v in known, input_columns="video_id").save_to_disk(str(output))
+
+        params = {"features": str(features), "labelled": self._labelled_before(r)}
+        return [*paths, self.step(f"r{r}_labelled_features", output, write, params=params)]
+
     def train_failure_predictor(self, r: int, scored_source: Path, model: str) -> Path:
         """Train g on the source pool scored by this round's f."""
         cfg, output = self.cfg, self.out / f"round_{r}" / "g"
         stage = FailurePredictorStage(str(scored_source), str(model), cfg.dtype, str(output), cfg.seed)
         return self.run_stage(f"r{r}_failure_predictor", stage, output, cfg.sampling, cfg.failure_predictor_args)
 
-    def select(self, r: int, candidates: Path, strategy: str) -> Path:
-        """Select this round's budget from the candidates with ``strategy``."""
+    def select(self, r: int, candidates: Path, strategy: str, labelled: list[Path] | None = None) -> Path:
+        """Select this round's budget from the candidates with ``strategy`` (the diversity term also counting the
+        ``labelled`` features Datasets)."""
         cfg, output = self.cfg, self.out / f"round_{r}" / "selection" / strategy
-        stage = SelectStage(str(candidates), str(output), strategy, cfg.budget, cfg.lam, cfg.seed + r)
+        paths = [str(p) for p in labelled] if labelled else None
+        stage = SelectStage(str(candidates), str(output), strategy, cfg.budget, cfg.lam, cfg.seed + r, paths)
         return self.run_stage(f"r{r}_select_{strategy}", stage, output, cfg.select_args)
 
     def finetune(self, r: int, model: str) -> Path:
@@ -263,6 +306,47 @@ class Pipeline(StageRunner):
         return self.step(f"r{r}_candidates", output, write, params=params)
 
     def annotate(self, r: int, selection: Path) -> Path:
+        """The selected videos' MOS: from raters (``annotator: human``) or the simulated annotator."""
+        if self.cfg.annotator == "human":
+            return self.annotate_by_raters(r, selection)
+        return self.annotate_simulated(r, selection)
+
+    def annotate_by_raters(self, r: int, selection: Path) -> Path:
+        """Import the raters' answers for round ``r``'s selection (``recipes/import_ratings.py``) once every selected
+        video has ``min_ratings`` ratings; until then stop with :class:`AwaitingRatings` saying how to rate."""
+        import hashlib
+
+        from datasets import load_from_disk
+
+        from ..ratings_import import read_ratings
+
+        cfg, rd = self.cfg, self.out / f"round_{r}"
+        ratings, output = rd / "ratings" / "ratings.csv", rd / "labelled"
+        ids = list(load_from_disk(str(selection))["video_id"])
+        counts = read_ratings(ratings, known_ids=ids)["video_id"].value_counts() if ratings.is_file() else {}
+        done = sum(1 for v in ids if counts.get(v, 0) >= cfg.min_ratings)
+        if done < len(ids):
+            root = f" --video_root {cfg.video_root}" if cfg.video_root else ""
+            raise AwaitingRatings(
+                f"Round {r}: waiting for ratings. {done} of {len(ids)} selected videos have at least "
+                f"{cfg.min_ratings} rating(s) in {ratings}.\n"
+                f"  1. Rate them: python recipes/rate.py --subset_path {selection} --output_dir {ratings.parent}{root}\n"
+                f"     (or collect them elsewhere into {ratings}: video_id,rater,score, one row per answer)\n"
+                "  2. Run this pipeline again: it imports the ratings (recipes/import_ratings.py) and goes on."
+            )
+        stage = ImportRatingsStage(str(selection), str(ratings), str(output), cfg.min_ratings, cfg.video_root)
+        digest = hashlib.sha256(ratings.read_bytes()).hexdigest()
+        self.recipe(
+            f"r{r}_import_ratings",
+            stage.recipe,
+            stage.args(cfg.import_ratings_args),
+            output,
+            fingerprint={"ratings_sha256": digest},
+        )
+        self.labelled_ids.extend(ids)  # every selected video, rated or left out by screening: never picked again
+        return output
+
+    def annotate_simulated(self, r: int, selection: Path) -> Path:
         """The simulated annotator reveals the MOS of the selected videos (rebuilt from disk on resume)."""
         from datasets import load_from_disk
 

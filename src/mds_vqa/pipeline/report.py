@@ -29,19 +29,21 @@ def write_summary(pipeline: Pipeline, report: Path, rounds: list[RoundResult]) -
     """Write ``report/summary.json`` and ``report/README.md`` for a finished run; returns the summary."""
     table_path = report / "correlation_table.json"
     timings = pipeline.timings
+    # the simulated annotator counts what it revealed; with raters, every selected video was sent to them
+    spent = pipeline.annotator.spent if pipeline.annotator is not None else len(pipeline.labelled_ids)
     summary = {
         "config": asdict(pipeline.cfg),
         "stages": timings,
         "total_seconds": round(sum(t["seconds"] for t in timings), 2),
         "rounds": [{"round": r.round, "labelled_total": r.labelled_total, "adapter": str(r.adapter)} for r in rounds],
-        "annotations_spent": pipeline.annotator.spent,
+        "annotations_spent": spent,
         "report_dir": str(report),
         "correlation_table": json.loads(table_path.read_text()) if table_path.exists() else None,
     }
     (report / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     stage_rows = [(t["stage"], f"{t['seconds']:.1f}", stage_status(t)) for t in timings]
     lines = ["# MDS-VQA run", "", markdown_table(["stage", "seconds", ""], stage_rows, align="lrl")]
-    lines += ["", f"Total: {summary['total_seconds']:.1f} s; videos annotated: {pipeline.annotator.spent}.", ""]
+    lines += ["", f"Total: {summary['total_seconds']:.1f} s; videos annotated: {spent}.", ""]
     for name in ("correlation_table.md", "failure_identification.md"):
         if (report / name).exists():
             lines += [(report / name).read_text(), f"![{name[:-3]}]({name[:-3]}.png)", ""]

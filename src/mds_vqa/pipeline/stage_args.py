@@ -14,6 +14,7 @@ __all__ = [
     "FailurePredictorStage",
     "SelectStage",
     "FinetuneStage",
+    "ImportRatingsStage",
     "EvaluateStage",
 ]
 
@@ -96,6 +97,21 @@ class SelectStage(RecipeStage):
     budget: str
     lam: float
     seed: int
+    labelled_paths: list[str] | None = None
+    overwrite: bool = True
+
+
+@dataclass
+class ImportRatingsStage(RecipeStage):
+    """``recipes/import_ratings.py``: raters' answers → a labelled pool (the human annotator)."""
+
+    recipe: ClassVar[str] = "import_ratings"
+
+    subset_path: str
+    ratings: str
+    output_dir: str
+    min_ratings: int
+    video_root: str | None = None
     overwrite: bool = True
 
 

@@ -30,11 +30,15 @@ from .config import REPO_RECIPES
 
 logger = logging.getLogger("mds_vqa.pipeline")
 
-__all__ = ["StageError", "StagePlan", "StageRunner"]
+__all__ = ["AwaitingRatings", "StageError", "StagePlan", "StageRunner"]
 
 
 class StageError(RuntimeError):
     """A stage failed; names the stage, the command and its log."""
+
+
+class AwaitingRatings(RuntimeError):
+    """The pipeline stopped to wait for people: the message says what to rate and how; re-run it afterwards."""
 
 
 @dataclass
@@ -153,10 +157,20 @@ class StageRunner:
             parts[0] = str(Path(self.python).parent / "accelerate")
         return parts
 
-    def recipe(self, name: str, recipe: str, args: dict[str, Any], output: Path, *, kind: str = "score") -> Path:
+    def recipe(
+        self,
+        name: str,
+        recipe: str,
+        args: dict[str, Any],
+        output: Path,
+        *,
+        kind: str = "score",
+        fingerprint: dict[str, Any] | None = None,
+    ) -> Path:
         """Run ``recipes/<recipe>.py`` with ``args`` (written as YAML) unless done with these ``args`` and inputs (see
-        :meth:`plan`); returns ``output``."""
-        plan = self.plan(name, output, args)
+        :meth:`plan`); ``fingerprint`` adds to the key what the arguments cannot show (e.g. the content of a file
+        people keep writing to). Returns ``output``."""
+        plan = self.plan(name, output, {**args, "fingerprint": fingerprint} if fingerprint else args)
         if plan.skip:
             return self._skip(plan)
         config = self.out / "configs" / f"{name}.yaml"
