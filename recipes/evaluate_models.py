@@ -14,6 +14,9 @@ Models are scored first with ``recipes/score.py`` (base model, base + adapter, â
   base model, and each strategy's selected subset (``{name, dataset_path}``). Output:
   ``failure_identification.{md,csv,json,png}``: the base model's SRCC/PLCC on each subset per domain; lower means
   the strategy found more of the model's failures (the paper's Table 1).
+
+Every ``dataset_path`` is a ``save_to_disk`` folder, a staged (Hub-layout) folder or a Hub id; an entry's optional
+``revision`` picks the Hub revision (``{name, dataset_path, column, revision: v1}``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class EvaluateArguments:
     output_dir: str = field(metadata={"help": "Folder for the tables (Markdown, CSV, JSON) and bar charts."})
     models: list[dict[str, Any]] | None = field(
         default=None,
-        metadata={"help": "Scored test Datasets: a list of {name, dataset_path, column} (set in the YAML)."},
+        metadata={"help": "Scored test Datasets: a list of {name, dataset_path, column[, revision]} (in the YAML)."},
     )
     split: str | None = field(
         default="test", metadata={"help": "Keep only rows of this split for the correlation table (null: all rows)."}

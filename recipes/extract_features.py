@@ -3,6 +3,11 @@
 Usage:
     accelerate launch recipes/extract_features.py --config recipes/configs/youtube_sfv_sdr/extract_features.yaml
     python recipes/extract_features.py --pool_path pools/sdr --output_dir pools/sdr_features --num_frames 8
+    python recipes/extract_features.py --pool_path user/sdr-pool --video_root /data/sfv_sdr/videos --output_dir ...
+
+``pool_path`` is a ``save_to_disk`` folder, a staged (Hub-layout) folder or a Hub id (``--revision``); relative video
+paths are joined with ``--video_root`` (recorded resolved in the output), and a relative path that is not a file stops
+the run before the model loads, naming the column and the first missing files.
 
 Decoding runs in DataLoader workers, frames of several videos share a forward pass, every process of
 ``accelerate launch`` takes its share of the pool, and results are saved as they come in ``work_dir``: run the same
@@ -24,7 +29,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import load_from_disk
 from trl import TrlParser
 
 from mds_vqa.features import (
@@ -39,6 +43,7 @@ from mds_vqa.features import (
     parse_num_frames,
 )
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.loading import load_pool, resolve_videos
 from mds_vqa.log import setup_logging
 from mds_vqa.resumable import InitialFailuresError, data_parallel_state, gather_summaries, load_failures
 
@@ -49,8 +54,14 @@ logger = logging.getLogger("mds_vqa.extract_features")
 class ExtractFeaturesArguments:
     """Frame features of a pool (``recipes/extract_features.py``)."""
 
-    pool_path: str = field(metadata={"help": "Pool Dataset folder (`save_to_disk`), with `video` and `video_id`."})
+    pool_path: str = field(
+        metadata={"help": "Pool Dataset (`video`, `video_id`): a save_to_disk folder, a staged folder or a Hub id."}
+    )
     output_dir: str = field(metadata={"help": "Where the pool with the features column is saved."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of a Hub id pool_path."})
+    video_root: str | None = field(
+        default=None, metadata={"help": "Folder that relative video paths are relative to (absolute paths are kept)."}
+    )
     work_dir: str | None = field(
         default=None, metadata={"help": "Shards of finished videos (resume point). Default: <output_dir>.work"}
     )
@@ -169,7 +180,13 @@ def main(args: ExtractFeaturesArguments, hub_args: HubArguments | None = None) -
     others)."""
     out, work_dir = _check(args, hub_args)
     num_frames = parse_num_frames(args.num_frames)
-    pool = load_from_disk(args.pool_path)
+    pool = resolve_videos(
+        load_pool(args.pool_path, revision=args.revision),
+        args.video_root,
+        columns=(args.video_column,),
+        check="relative",  # a missing absolute path is recorded as an unreadable video
+        source=args.pool_path,
+    )
     state = data_parallel_state()
     run_config = {
         "model_name": args.model_name,

@@ -17,6 +17,11 @@ one per video, sharing a ``pair_id`` (:mod:`mds_vqa.pair_prompts`); the sampler 
 and the Thurstone reward takes their ground truth from ``p`` instead of a MOS order (:mod:`mds_vqa.rewards`). A
 pair prompt's loss is weighted by ``pair_weight`` (its advantages are scaled; a MOS prompt weighs 1). With pairs,
 ``generation_batch_size // num_generations`` must be even. Without them, nothing changes.
+
+Every Dataset (pool or pairs) is a ``save_to_disk`` folder, a staged (Hub-layout) folder or a Hub id; relative video
+paths (``video``, ``video_a``, ``video_b``) are joined with ``--video_root``. A training video that is not a file
+stops the run before the model loads, naming the first missing files (and ``--video_root`` when the paths are
+relative).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import logging
 import sys
 from dataclasses import asdict, dataclass, field
 
-from datasets import concatenate_datasets, load_from_disk
+from datasets import concatenate_datasets
 from trl import TrlParser
 
 from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
@@ -38,6 +43,7 @@ from mds_vqa.hub import (
     publish_adapter,
     write_provenance,
 )
+from mds_vqa.loading import load_pool, resolve_videos
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.pair_prompts import concat_rows, pair_prompt_rows, with_pair_columns
@@ -53,11 +59,15 @@ class FinetuneScriptArguments:
 
     dataset_paths: list[str] = field(
         default_factory=list,
-        metadata={"help": "Pool Datasets with a MOS: the labelled source pool and the labelled selection."},
+        metadata={"help": "Pool Datasets with a MOS (folders, staged folders or Hub ids): source pool, selection."},
     )
     pair_dataset_paths: list[str] = field(
         default_factory=list,
         metadata={"help": "Pair Datasets (video_a, video_b, p, dataset), e.g. weak pairs: two prompts per pair."},
+    )
+    video_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder that relative video paths of every Dataset are relative to (absolute ones kept)."},
     )
     pair_weight: float = field(
         default=1.0, metadata={"help": "Loss weight of a pair prompt (its advantages are scaled); a MOS prompt: 1."}
@@ -88,26 +98,27 @@ def _pair_rows(script_args: FinetuneScriptArguments, seed: int):
         raise ValueError(f"pair_weight must be >= 0, got {script_args.pair_weight}")
     parts = []
     for k, path in enumerate(script_args.pair_dataset_paths):
-        pairs = _split_rows(load_from_disk(path), path, script_args.split)
+        pairs = _split_rows(load_pool(path), path, script_args.split)
         if script_args.max_train_pairs is not None and len(pairs) > script_args.max_train_pairs:
             pairs = pairs.shuffle(seed=seed).select(range(script_args.max_train_pairs))
+        pairs = resolve_videos(pairs, script_args.video_root, source=path)
         parts.append(pair_prompt_rows(pairs, tag=str(k), weight=script_args.pair_weight, where=path))
         logger.info("%s: %d pairs", path, len(pairs))
     return parts
 
 
 def build_train_dataset(script_args: FinetuneScriptArguments, seed: int = 0):
-    """Load, filter and merge the pools; normalise the MOS per dataset; add the pair Datasets' rows (two per pair,
-    after the MOS rows); add the conversational ``prompt``."""
+    """Load, filter and merge the pools (relative video paths joined with ``video_root``); normalise the MOS per
+    dataset; add the pair Datasets' rows (two per pair, after the MOS rows); add the conversational ``prompt``."""
     if not script_args.dataset_paths and not script_args.pair_dataset_paths:
         raise ValueError("Nothing to train on: give dataset_paths (MOS pools) and/or pair_dataset_paths.")
     pools = []
     for path in script_args.dataset_paths:
-        ds = load_from_disk(path)
+        ds = load_pool(path)
         missing = [c for c in ("video", "mos", "dataset") if c not in ds.column_names]
         if missing:
             raise ValueError(f"{path} lacks the column(s) {missing} (columns: {ds.column_names})")
-        ds = _split_rows(ds, path, script_args.split)
+        ds = resolve_videos(_split_rows(ds, path, script_args.split), script_args.video_root, source=path)
         keep = [c for c in ("video_id", "video", "mos", "mos_std", "dataset", "split") if c in ds.column_names]
         pools.append(ds.select_columns(keep))
         logger.info("%s: %d videos", path, len(ds))
@@ -143,6 +154,8 @@ def main(
     ``--push_to_hub`` + ``--hub_model_id``); returns the train metrics."""
     hub = hub_arguments_for_trainer(training_args, hub_card)  # checks the repo id now, not after training
     train = build_train_dataset(script_args, seed=training_args.seed)
+    # before the model loads: a missing video would stop the run mid-training (video_root None: a check only)
+    resolve_videos(train, None, columns=("video",), check=True, source="The training rows")
     model, processor = load_model_and_processor(
         model_args.model_name_or_path,
         dtype=model_args.dtype,
@@ -207,6 +220,6 @@ if __name__ == "__main__":
     script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
     try:
         main(script_args, training_args, model_args, sampling, hub_card)
-    except (ValueError, HubPushError) as err:
+    except (FileNotFoundError, KeyError, ValueError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

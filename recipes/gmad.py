@@ -5,7 +5,9 @@ Usage:
     # after the 2AFC study (a CSV: pair_id, preferred[, count]):
     python recipes/gmad.py --config recipes/configs/lsvq_1080p/gmad.yaml --answers answers.csv
 
-Every model scores the same pool first with ``recipes/score.py`` (``models``: ``{name, dataset_path, column}``).
+Every model scores the same pool first with ``recipes/score.py`` (``models``: ``{name, dataset_path, column}``; a
+``dataset_path`` is a ``save_to_disk`` folder, a staged (Hub-layout) folder or a Hub id, with an optional ``revision``
+key; ``video_root`` resolves the first model's relative video paths, which the pairs record resolved).
 Writes into ``output_dir``:
 
 - ``pairs/``: the pairs as a Dataset (``save_to_disk``) ready for the study (video paths, random left/right order),
@@ -53,7 +55,11 @@ class GmadArguments:
 
     output_dir: str = field(metadata={"help": "Folder for the pairs, pictures and summary."})
     models: list[dict[str, Any]] | None = field(
-        default=None, metadata={"help": "Each model's scored pool: a list of {name, dataset_path, column}."}
+        default=None,
+        metadata={"help": "Each model's scored pool: a list of {name, dataset_path, column[, revision]}."},
+    )
+    video_root: str | None = field(
+        default=None, metadata={"help": "Folder that relative video paths are relative to (absolute paths are kept)."}
     )
     n_levels: int = field(default=6, metadata={"help": "Levels splitting each defender's score range."})
     band_width: float | None = field(
@@ -74,7 +80,9 @@ class GmadArguments:
 
 def make_pairs(args: GmadArguments, pairs_dir: Path):
     """Run the competition, save the study Dataset and the level report; return the Dataset."""
-    scores, ids, videos = aligned_scores(args.models, id_column=args.id_column, video_column=args.video_column)
+    scores, ids, videos = aligned_scores(
+        args.models, id_column=args.id_column, video_column=args.video_column, video_root=args.video_root
+    )
     for name, s in scores.items():
         n_nan = int(np.isnan(s).sum())
         if n_nan:

@@ -5,10 +5,13 @@ Usage:
     python recipes/make_weak_pairs.py --config recipes/configs/demo/make_weak_pairs.yaml
     accelerate launch --cpu --num_processes 8 recipes/make_weak_pairs.py --config ...   # data-parallel on CPU
 
-Any pool works (labels are not needed). Each video is decoded once and re-encoded with PyAV into every planned
-variant: x264 and x265 at several CRFs, downscale→upscale, Gaussian blur, noise, and frame dropping (stutter); the
-levels of each family are set by ``--x264_crf``, ``--x265_crf``, ``--rescale_factors``, ``--blur_sigmas``,
-``--noise_stds``, ``--stutter_steps`` (``--families`` picks families). Writes into ``output_dir``:
+Any pool works (labels are not needed): a ``save_to_disk`` folder, a staged (Hub-layout) folder or a Hub id
+(``--revision``), its relative video paths joined with ``--video_root`` (a relative path of a source to degrade that
+is not a file stops the run, naming the column and the first missing files). Each video is decoded once and
+re-encoded with PyAV into every planned variant: x264 and x265 at several CRFs, downscale→upscale, Gaussian blur,
+noise, and frame dropping (stutter); the levels of each family are set by ``--x264_crf``, ``--x265_crf``,
+``--rescale_factors``, ``--blur_sigmas``, ``--noise_stds``, ``--stutter_steps`` (``--families`` picks families).
+Writes into ``output_dir``:
 
 - ``videos/<row>-<id>/<family>-<level>.mp4``: the variants (same frame count, size and frame rate as the source);
 - ``pool/``: a pool Dataset of the sources and their variants (``source_id``, ``distortion``, ``level``: 0 = the
@@ -31,11 +34,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import load_from_disk
 from trl import TrlParser
 
 from mds_vqa.distortions import DEFAULT_LEVELS, FAMILIES, EncodeSettings, describe_plan, variant_plan
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.loading import load_pool, resolve_videos
 from mds_vqa.log import setup_logging
 from mds_vqa.resumable import InitialFailuresError, data_parallel_state
 from mds_vqa.video import VideoReadError
@@ -63,8 +66,14 @@ def _levels(family: str, kind: type = float) -> list:
 class WeakPairsArguments:
     """The pool, the distortions and their levels, and the output of ``recipes/make_weak_pairs.py``."""
 
-    pool_path: str = field(metadata={"help": "Pool Dataset folder (saved with save_to_disk); labels not needed."})
+    pool_path: str = field(
+        metadata={"help": "Pool Dataset (labels not needed): a save_to_disk folder, a staged folder or a Hub id."}
+    )
     output_dir: str = field(metadata={"help": "Folder receiving videos/, pool/ and pairs/."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of a Hub id pool_path."})
+    video_root: str | None = field(
+        default=None, metadata={"help": "Folder that relative video paths are relative to (absolute paths are kept)."}
+    )
     split: str | None = field(default=None, metadata={"help": "Degrade only the rows of this split (None: all)."})
     max_sources: int | None = field(default=None, metadata={"help": "Degrade at most the first N videos."})
     families: list[str] = field(default_factory=lambda: list(FAMILIES), metadata={"help": "Distortion families."})
@@ -116,7 +125,9 @@ def _check(args: WeakPairsArguments, hub_args: HubArguments) -> Path:
 
 
 def _load_pool(args: WeakPairsArguments):
-    pool = load_from_disk(args.pool_path)
+    """The sources to degrade (rows of ``split``, at most ``max_sources``), their relative paths resolved and
+    checked."""
+    pool = load_pool(args.pool_path, revision=args.revision)
     missing = [c for c in ("video_id", "video", "dataset") if c not in pool.column_names]
     if missing:
         raise ValueError(f"{args.pool_path} lacks the column(s) {missing} (columns: {pool.column_names})")
@@ -128,7 +139,8 @@ def _load_pool(args: WeakPairsArguments):
         pool = pool.select(range(min(args.max_sources, len(pool))))
     if len(pool) == 0:
         raise ValueError(f"No video to degrade in {args.pool_path} (split={args.split!r}).")
-    return pool
+    # a missing absolute path is recorded as an unreadable source
+    return resolve_videos(pool, args.video_root, check="relative", source=args.pool_path)
 
 
 def main(args: WeakPairsArguments, hub_args: HubArguments | None = None) -> dict:
@@ -209,6 +221,14 @@ if __name__ == "__main__":
     script_args, hub_arguments = parser.parse_args_and_config()
     try:
         main(script_args, hub_arguments)
-    except (FileExistsError, FileNotFoundError, ValueError, VideoReadError, InitialFailuresError, HubPushError) as err:
+    except (
+        FileExistsError,
+        FileNotFoundError,
+        KeyError,
+        ValueError,
+        VideoReadError,
+        InitialFailuresError,
+        HubPushError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

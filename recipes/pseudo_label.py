@@ -5,7 +5,9 @@ Usage:
     python recipes/pseudo_label.py --pool_path pools/target --output_dir pools/target_pseudo \
         --teachers '[{"name": "f", "dataset_path": "scored/target_f", "column": "score"}]'
 
-Each teacher is a scored pool (``recipes/score.py``) named ``{name, dataset_path, column}`` (and
+The pool and each teacher's ``dataset_path`` are ``save_to_disk`` folders, staged (Hub-layout) folders or Hub ids
+(``--revision``: the pool's; a teacher's own ``revision`` key); ``--video_root`` records the pool's relative video
+paths resolved. Each teacher is a scored pool (``recipes/score.py``) named ``{name, dataset_path, column}`` (and
 ``higher_is_better: false`` for a score where lower is better), joined to the pool by ``video_id``. Within each dataset every teacher's scores are rank-normalised to [``low``, ``high``] and averaged into
 the pseudo-MOS (``mos``; the pool's own MOS is kept as ``mos_original``, each teacher's normalised score as
 ``pseudo_<name>``); videos no teacher scored are dropped and counted. With several teachers their agreement (pairwise
@@ -24,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import load_from_disk
 from trl import TrlParser
 
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.loading import load_pool
 from mds_vqa.log import setup_logging
 from mds_vqa.pseudo_labels import TeacherError, agreement_table, pseudo_label_pool, teacher_scores
 from mds_vqa.reporting import format_number
@@ -40,11 +42,20 @@ logger = logging.getLogger("mds_vqa.pseudo_label")
 class PseudoLabelArguments:
     """The pool, its teachers and the output of ``recipes/pseudo_label.py``."""
 
-    pool_path: str = field(metadata={"help": "Pool Dataset folder to label (saved with save_to_disk)."})
+    pool_path: str = field(
+        metadata={"help": "Pool Dataset to label: a save_to_disk folder, a staged folder or a Hub id."}
+    )
     output_dir: str = field(metadata={"help": "Where the weakly labelled pool is saved."})
     teachers: list[dict[str, Any]] | None = field(
         default=None,
-        metadata={"help": "Teachers' scored pools: a list of {name, dataset_path, column[, higher_is_better]}."},
+        metadata={
+            "help": "Teachers' scored pools: a list of {name, dataset_path, column[, higher_is_better][, revision]}."
+        },
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of a Hub id pool_path."})
+    video_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder that relative video paths are relative to (the output records them resolved)."},
     )
     id_column: str = field(default="video_id", metadata={"help": "Column joining the pool and the teachers."})
     group_column: str = field(default="dataset", metadata={"help": "Ranks are normalised within this column."})
@@ -76,7 +87,7 @@ def load_teachers(args: PseudoLabelArguments, pool_ids: list[str]) -> dict[str, 
         name = str(entry["name"])
         if name in scores:
             raise ValueError(f"teachers: the name {name!r} is used twice")
-        ds = load_scored(entry["dataset_path"])
+        ds = load_scored(entry["dataset_path"], revision=entry.get("revision"))
         where = str(entry["dataset_path"])
         values = teacher_scores(pool_ids, ds, name, entry["column"], id_column=args.id_column, where=where)
         scores[name] = values if entry.get("higher_is_better", True) else -values
@@ -88,7 +99,7 @@ def main(args: PseudoLabelArguments, hub_args: HubArguments | None = None) -> di
     summary."""
     hub_args = hub_args or HubArguments()
     out = _check(args, hub_args)
-    pool = load_from_disk(args.pool_path)
+    pool = load_pool(args.pool_path, revision=args.revision, video_root=args.video_root)
     for col in (args.id_column, args.group_column):
         if col not in pool.column_names:
             raise ValueError(f"{args.pool_path} lacks the column {col!r} (columns: {pool.column_names})")

@@ -5,6 +5,11 @@ Usage:
     python recipes/score.py --dataset_path pools/sdr --output_dir pools/sdr_g --model_name_or_path hollow404/VQR1-7B-YouTubeUGC \
         --adapter outputs/g --task difficulty --score_column difficulty
     python recipes/score.py --videos a.mp4 clips/ --model_name_or_path hollow404/VQR1-7B-YouTubeUGC --output_csv s.csv
+    python recipes/score.py --dataset_path user/sdr-pool --video_root /data/sfv_sdr/videos --output_dir pools/sdr_f ...
+
+``dataset_path`` is a ``save_to_disk`` folder, a staged (Hub-layout) folder or a Hub id (``--revision``); relative
+video paths are joined with ``--video_root``, and a relative path that is not a file stops the run before the model
+loads, naming the column and the first missing files (a missing absolute path is recorded as an unreadable video).
 
 Batched, data-parallel under ``accelerate`` (each process scores every n-th video), resumable (results are written in
 shards to ``work_dir`` as they come; a re-run after a kill skips what is done), with a progress bar. The settings the
@@ -29,7 +34,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import load_from_disk
 from trl import TrlParser
 
 from mds_vqa.file_scoring import (
@@ -41,6 +45,7 @@ from mds_vqa.file_scoring import (
     write_score_csv,
 )
 from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.loading import load_pool, resolve_videos
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.pool_scoring import PoolScoringRun, score_pool, scoring_run_config
@@ -57,7 +62,13 @@ class ScoreScriptArguments:
     """Inputs, outputs and model of a scoring run."""
 
     model_name_or_path: str = field(metadata={"help": "Hub id or folder of the Qwen2.5-VL model."})
-    dataset_path: str | None = field(default=None, metadata={"help": "Pool Dataset folder (saved with save_to_disk)."})
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Pool Dataset: a save_to_disk folder, a staged folder or a Hub id."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of a Hub id dataset_path."})
+    video_root: str | None = field(
+        default=None, metadata={"help": "Folder that relative video paths are relative to (absolute paths are kept)."}
+    )
     output_dir: str | None = field(
         default=None, metadata={"help": "Where the scored Dataset is saved (required with dataset_path)."}
     )
@@ -94,6 +105,8 @@ def _check(args: ScoreScriptArguments, hub_args: HubArguments) -> None:
         raise ValueError("--dataset_path and --output_dir are required unless --videos names files to score.")
     if args.videos and args.split is not None:
         raise ValueError("--split selects rows of a pool; loose --videos have no split.")
+    if args.videos and (args.revision or args.video_root):
+        raise ValueError("--revision and --video_root go with --dataset_path; loose --videos are paths already.")
     if args.output_csv and not args.videos:
         raise ValueError("--output_csv goes with --videos; a pool is saved to --output_dir.")
     if args.output_dir is None and hub_args.wants_publishing:
@@ -118,14 +131,17 @@ def _work_dir(args: ScoreScriptArguments, run_config: dict) -> Path:
 
 
 def _load_pool(args: ScoreScriptArguments):
+    """The videos to score: the loose files, or the pool's rows (of ``split``) with their relative paths resolved
+    and checked."""
     if args.videos:
         return files_pool(find_videos(args.videos))
-    pool = load_from_disk(args.dataset_path)
+    pool = load_pool(args.dataset_path, revision=args.revision)
     if args.split is not None:
         pool = pool.filter(lambda s: s == args.split, input_columns="split", desc=f"split={args.split}")
         if len(pool) == 0:
             raise ValueError(f"No row of {args.dataset_path} has split {args.split!r}.")
-    return pool
+    # only the rows to score are checked; a missing absolute path is recorded as an unreadable video
+    return resolve_videos(pool, args.video_root, check="relative", source=args.dataset_path)
 
 
 def main(
@@ -251,7 +267,15 @@ if __name__ == "__main__":
     start = time.perf_counter()
     try:
         summary = main(script_args, scoring_config, sampling_config, hub_arguments)
-    except (FileExistsError, FileNotFoundError, ValueError, VideoReadError, InitialFailuresError, HubPushError) as err:
+    except (
+        FileExistsError,
+        FileNotFoundError,
+        KeyError,
+        ValueError,
+        VideoReadError,
+        InitialFailuresError,
+        HubPushError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     logger.info("done in %.1f s", time.perf_counter() - start)

@@ -3,12 +3,15 @@
 Usage:
     python recipes/select_subset.py --config recipes/configs/youtube_sfv_sdr/select.yaml
     python recipes/select_subset.py --pool_path pools/sdr_features --output_dir selections/sdr_mds --budget 5% --lam 0.25
+    python recipes/select_subset.py --pool_path user/sdr-features --revision v1 --output_dir selections/sdr_mds
 
 The pool needs a ``difficulty`` column (g, from the failure predictor) for ``mds`` and ``difficulty``, and a
 ``features`` column (``recipes/extract_features.py``) for ``mds``, ``diversity`` and ``coreset``. The output folder
 is the selected subset as a Dataset (``load_from_disk``), in pick order, with the columns ``rank`` (1 = first pick),
 ``g``, ``diversity`` (mean Chamfer distance to the videos picked before: the term λ multiplies) and ``pool_index``,
 plus ``report.md`` with a 2-D map of the pool's features and the distribution of g in the pool and in the subset.
+The pool and the ``labelled_paths`` Datasets are ``save_to_disk`` folders, staged (Hub-layout) folders or Hub ids
+(``--revision``: the pool's); ``--video_root`` records the subset's relative video paths resolved.
 """
 
 from __future__ import annotations
@@ -24,8 +27,15 @@ from pathlib import Path
 class SelectArguments:
     """Select a subset of a pool (``recipes/select_subset.py``)."""
 
-    pool_path: str = field(metadata={"help": "Pool Dataset folder with the difficulty and/or features columns."})
+    pool_path: str = field(
+        metadata={"help": "Pool with the difficulty and/or features columns: a folder, a staged folder or a Hub id."}
+    )
     output_dir: str = field(metadata={"help": "Where the selected subset (Dataset) and report.md are written."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of a Hub id pool_path."})
+    video_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder that relative video paths are relative to (the subset records them resolved)."},
+    )
     strategy: str = field(default="mds", metadata={"help": "mds, difficulty, diversity, coreset or random."})
     budget: str = field(default="0.05", metadata={"help": "A count (100), a fraction (0.05) or a percentage (5%%)."})
     lam: float = field(default=0.25, metadata={"help": "λ, weight of the diversity term (0.25 for CLIP features)."})
@@ -57,10 +67,9 @@ class SelectArguments:
 def main(args: SelectArguments, hub_args=None) -> Path:
     """Select, save the subset and write the report (staged with a dataset card, and pushed, when ``hub_args`` asks);
     return the output folder."""
-    from datasets import load_from_disk
-
     from mds_vqa.features import column_values
     from mds_vqa.hub import write_provenance
+    from mds_vqa.loading import load_pool
     from mds_vqa.selection import select_subset
     from mds_vqa.selection_report import write_selection_report
 
@@ -69,8 +78,10 @@ def main(args: SelectArguments, hub_args=None) -> Path:
     out = Path(args.output_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
+    pool = load_pool(args.pool_path, revision=args.revision, video_root=args.video_root)
+    labelled = [load_pool(p) for p in args.labelled_paths or []]
     chosen = select_subset(
-        load_from_disk(args.pool_path),
+        pool,
         args.strategy,
         budget=args.budget,
         lam=args.lam,
@@ -84,7 +95,7 @@ def main(args: SelectArguments, hub_args=None) -> Path:
         keep_features=args.keep_features,
         compare_random=args.compare_random,
         source=args.pool_path,
-        labelled=[load_from_disk(p) for p in args.labelled_paths or []],
+        labelled=labelled,
     )
     subset, result, pool = chosen.subset, chosen.selection, chosen.pool
     if out.exists() and args.overwrite:

@@ -8,7 +8,9 @@ Input: the labelled source pool scored by f (``recipes/score.py``: a score colum
 normalised per dataset to [1, 5] (f's scale), the error is ``|f(x) − MOS(x)|``, and pairs are formed within each dataset
 (in the batch, or as an explicit pair Dataset with ``--pairing pairs``). Held-out videos (``eval_split`` or a seeded
 ``eval_size`` fraction) report pairwise accuracy and SRCC between g and the error. The adapter is saved to
-``output_dir`` and loads with ``PeftModel.from_pretrained(base, output_dir)``.
+``output_dir`` and loads with ``PeftModel.from_pretrained(base, output_dir)``. ``dataset_path`` is a ``save_to_disk``
+folder, a staged (Hub-layout) folder or a Hub id (``--revision``); relative video paths are joined with
+``--video_root``, and a relative path of a scored video that is not a file stops the run before the model loads.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from datasets import load_from_disk
 from trl import TrlParser
 
 from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
@@ -33,6 +34,7 @@ from mds_vqa.hub import (
     publish_adapter,
     write_provenance,
 )
+from mds_vqa.loading import load_pool, resolve_videos
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 
@@ -43,7 +45,13 @@ logger = logging.getLogger("mds_vqa.train_failure_predictor")
 class FailurePredictorScriptArguments:
     """Data of the failure-predictor run."""
 
-    dataset_path: str = field(metadata={"help": "Source pool scored by f (save_to_disk folder)."})
+    dataset_path: str = field(
+        metadata={"help": "Source pool scored by f: a save_to_disk folder, a staged folder or a Hub id."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of a Hub id dataset_path."})
+    video_root: str | None = field(
+        default=None, metadata={"help": "Folder that relative video paths are relative to (absolute paths are kept)."}
+    )
     pred_column: str = field(default="score", metadata={"help": "Column holding f's scores."})
     mos_column: str = field(default="mos", metadata={"help": "Column holding the MOS."})
     normalize: bool = field(default=True, metadata={"help": "Min-max the MOS to [1, 5] per dataset (f's scale)."})
@@ -54,8 +62,9 @@ class FailurePredictorScriptArguments:
 
 
 def prepare_datasets(script_args: FailurePredictorScriptArguments, training_args: FailurePredictorConfig):
-    """Load the scored pool, normalise the MOS, add ``error``, drop unscored rows, split train/eval, make pairs."""
-    pool = load_from_disk(script_args.dataset_path)
+    """Load the scored pool, normalise the MOS, add ``error``, drop unscored rows (then resolve and check the videos'
+    relative paths), split train/eval, make pairs."""
+    pool = load_pool(script_args.dataset_path, revision=script_args.revision)
     for col in (script_args.pred_column, script_args.mos_column, "video", "dataset"):
         if col not in pool.column_names:
             raise ValueError(
@@ -72,6 +81,7 @@ def prepare_datasets(script_args: FailurePredictorScriptArguments, training_args
             len(pool),
         )
         pool = pool.select(keep)
+    pool = resolve_videos(pool, script_args.video_root, check="relative", source=script_args.dataset_path)
     pool = pool.map(
         lambda r: {training_args.error_column: abs(r[script_args.pred_column] - r[script_args.mos_column])},
         desc="error |f − MOS|",
@@ -213,6 +223,6 @@ if __name__ == "__main__":
     script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
     try:
         main(script_args, training_args, model_args, sampling, hub_card)
-    except (ValueError, HubPushError) as err:
+    except (FileNotFoundError, KeyError, ValueError, HubPushError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

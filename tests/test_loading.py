@@ -156,3 +156,19 @@ def test_build_pool_recipe_relative_paths_option_is_recorded(tmp_path):
     out = recipe.main(args, hub)
     assert load_pool(out, video_root=videos, check_videos=True)["video"][0] == str(videos.resolve() / "a.mp4")
     assert json.loads((out / "provenance.json").read_text())["summary"]["relative_paths"] is True
+
+
+def test_checking_relative_paths_only_leaves_missing_absolute_ones_to_the_reader(tmp_path):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "here.mp4").write_bytes(b"")
+    gone = str(tmp_path / "elsewhere" / "gone.mp4")  # absolute: the reader records it as an unreadable row
+    pool = Dataset.from_dict({"video": ["here.mp4", gone, "lost.mp4"]})
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_videos(pool, tmp_path / "v", check="relative", source="my pool")
+    text = str(err.value)
+    assert text.startswith("my pool: 1 video file(s) not found (relative paths resolved against video_root")
+    assert f"row 2 video: {(tmp_path / 'v').resolve() / 'lost.mp4'}" in text and "gone.mp4" not in text
+    resolved = resolve_videos(pool.select([0, 1]), tmp_path / "v", check="relative")
+    assert resolved["video"] == [str((tmp_path / "v").resolve() / "here.mp4"), gone]
+    with pytest.raises(FileNotFoundError, match=r"2 video file\(s\) not found"):
+        resolve_videos(pool, tmp_path / "v", check=True)

@@ -6,7 +6,8 @@
   column}``), and each strategy's subset (``{name, dataset_path}``): one row per domain and strategy (Table 1).
 
 :func:`~mds_vqa.evaluation.write_tables` writes them; :func:`fit_notes` says which rows dropped NaN scores or fell
-back to raw scores for PLCC.
+back to raw scores for PLCC. Every entry may carry a ``revision`` (its ``dataset_path`` being a Hub id; see
+:mod:`mds_vqa.scored`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def failure_rows(
         e = check_entry(e, ("name", "dataset_path"), "failure_subsets", i)
         if e["name"] in selected:
             raise ValueError(f"failure_subsets: the name {e['name']!r} is used twice")
-        selected[str(e["name"])] = load_scored(e["dataset_path"])
+        selected[str(e["name"])] = load_scored(e["dataset_path"], revision=e.get("revision"))
     if not selected:
         raise ValueError("failure_scores is set but failure_subsets is empty: list the strategies' selected subsets")
     return failure_identification(

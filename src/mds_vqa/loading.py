@@ -12,7 +12,8 @@ Video paths: a pool records each video's path in ``video`` (pair Datasets: ``vid
 to the pool's video folder (``build_pool --relative_paths true``), so a pool moved to another machine or pulled from the
 Hub finds its videos again: ``load_pool(source, video_root=<folder holding the videos>)`` joins every relative path
 with ``video_root`` and keeps absolute ones (:func:`resolve_videos`); ``check_videos=True`` stops with the first
-missing files listed.
+missing files listed, ``check_videos="relative"`` checks only the paths recorded relative (what the recipes that read
+videos do: a missing absolute file is left to the reader, which records it as an unreadable row).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .reporting import MAX_LISTED
 
@@ -66,7 +67,7 @@ def load_pool(
     split: str | None = "train",
     revision: str | None = None,
     video_root: str | os.PathLike | None = None,
-    check_videos: bool = False,
+    check_videos: bool | Literal["relative"] = False,
 ) -> Any:
     """Load a Dataset from a ``save_to_disk`` folder, a Hub-layout folder, or a Hub dataset id, with its video paths
     resolved (:func:`resolve_videos`).
@@ -77,7 +78,8 @@ def load_pool(
             ``DatasetDict``). A saved single ``Dataset`` is returned whole.
         revision: Hub revision (branch, tag or commit) of a Hub id.
         video_root: folder that relative video paths are relative to (absolute paths are kept).
-        check_videos: raise when a video file does not exist, listing the first ones.
+        check_videos: raise when a video file does not exist, listing the first ones (``"relative"``: only the paths
+            recorded relative).
 
     Raises:
         FileNotFoundError: a local path that holds no Dataset, a Hub id that cannot be reached (offline, no such
@@ -104,7 +106,7 @@ def resolve_videos(
     video_root: str | os.PathLike | None,
     *,
     columns: tuple[str, ...] | None = None,
-    check: bool = False,
+    check: bool | Literal["relative"] = False,
     source: str = "the Dataset",
 ) -> Any:
     """``ds`` with the relative paths of its video columns joined with ``video_root`` (absolute paths, empty and
@@ -115,7 +117,8 @@ def resolve_videos(
         video_root: the folder the relative paths are relative to (``None``: leave them as they are).
         columns: the columns to resolve (default: those of :data:`VIDEO_COLUMNS` that ``ds`` has).
         check: raise ``FileNotFoundError`` when a resolved path is not a file, listing the first ones (row, column,
-            path) and how many there are.
+            path) and how many there are; ``"relative"`` checks only the paths recorded relative (absolute ones are
+            left to the video reader, whose errors the recipes record per row).
         source: what ``ds`` was loaded from, for the error message.
     """
     columns = tuple(c for c in (columns or VIDEO_COLUMNS) if c in ds.column_names)
@@ -131,8 +134,9 @@ def resolve_videos(
         resolved = [_resolve(v, root) for v in values]
         relative_seen = relative_seen or any(v and not os.path.isabs(v) for v in values)
         if check:
-            for row, path in enumerate(resolved):
-                if path and not os.path.isfile(path):
+            for row, (value, path) in enumerate(zip(values, resolved)):
+                checked = check is True or not os.path.isabs(value or "/")
+                if path and checked and not os.path.isfile(path):
                     n_missing += 1
                     if len(missing) < MAX_LISTED:
                         missing.append(f"row {row} {col}: {path}")
@@ -142,7 +146,13 @@ def resolve_videos(
             ds = ds.add_column(tmp, resolved, feature=ds.features[col]).remove_columns(col)
             ds = ds.rename_column(tmp, col).select_columns(order)
     if n_missing:
-        hint = " (relative paths: pass video_root, the folder they are relative to)" if relative_seen else ""
+        hint = ""
+        if relative_seen:
+            hint = (
+                f" (relative paths resolved against video_root {root}: is it the folder they are relative to?)"
+                if root is not None
+                else " (relative paths: pass video_root, the folder they are relative to)"
+            )
         shown = "\n  ".join(missing)
         raise FileNotFoundError(
             f"{source}: {n_missing} video file(s) not found{hint}; the first {len(missing)}:\n  {shown}"

@@ -1,7 +1,9 @@
 """Scored pools named in a config: ``{name, dataset_path, column}`` entries, loaded and checked in one place.
 
 ``recipes/score.py`` writes a model's scores into a column of a pool Dataset; ``recipes/evaluate_models.py`` and
-``recipes/gmad.py`` name those Datasets in their configs. :func:`check_entry` checks an entry's keys,
+``recipes/gmad.py`` name those Datasets in their configs. An entry's ``dataset_path`` is a ``save_to_disk`` folder, a
+staged (Hub-layout) folder or a Hub id, loaded by :func:`mds_vqa.loading.load_pool`; an optional ``revision`` picks the
+Hub revision of a Hub id. :func:`check_entry` checks an entry's keys,
 :func:`load_scored_entry` loads its Dataset and checks its columns (errors name the entry, the file and the column);
 :func:`scored_table` concatenates entries into one ``(id, domain, mos, score)`` table (the correlation tables) and
 :func:`aligned_scores` lines several models' scores up on one pool (gMAD).
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
+
+from .loading import load_pool, resolve_videos
 
 __all__ = ["SCORE_COLUMN", "check_entry", "load_scored", "load_scored_entry", "scored_table", "aligned_scores"]
 
@@ -32,28 +35,38 @@ def check_entry(entry: Mapping[str, Any], keys: Sequence[str], what: str, i: int
     return entry
 
 
-def load_scored(path: str | os.PathLike, split: str | None = None) -> Dataset:
-    """A Dataset saved with ``save_to_disk`` (a DatasetDict gives its ``split``); ``FileNotFoundError`` pointing to
-    ``recipes/score.py`` when there is none."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"Dataset not found: {path} (score the pool with recipes/score.py first)")
-    ds = load_from_disk(str(path))
+def load_scored(path: str | os.PathLike, split: str | None = None, *, revision: str | None = None) -> Dataset:
+    """The Dataset of ``path``: a ``save_to_disk`` folder, a staged folder or a Hub id (at ``revision``). A
+    DatasetDict (saved, or the splits of a staged folder or Hub repo) gives its ``split``, or its only split.
+
+    Raises:
+        FileNotFoundError: there is no Dataset at ``path`` (the message points to ``recipes/score.py``).
+        ValueError: a DatasetDict of several splits, none of them ``split``.
+    """
+    try:
+        ds = load_pool(path, split=None, revision=revision)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"Dataset not found: {err} (score the pool with recipes/score.py first)") from err
     if isinstance(ds, DatasetDict):
-        if split is None or split not in ds:
+        if split is not None and split in ds:
+            ds = ds[split]
+        elif len(ds) == 1:  # a staged or Hub Dataset is one split
+            ds = next(iter(ds.values()))
+        else:
             raise ValueError(f"{path} is a DatasetDict with splits {list(ds)}; set `split` to one of them")
-        ds = ds[split]
     return ds
 
 
 def load_scored_entry(
     entry: Mapping[str, Any], what: str, *, columns: Sequence[str] = (), split: str | None = None
 ) -> Dataset:
-    """The Dataset of ``entry["dataset_path"]`` once its score column ``entry["column"]`` and ``columns`` are found.
+    """The Dataset of ``entry["dataset_path"]`` (at ``entry["revision"]`` when given) once its score column
+    ``entry["column"]`` and ``columns`` are found.
 
     ``what`` names the entry in errors (``"model 'base'"``); a missing column raises ``KeyError`` naming it, the file
     and the columns there are."""
     path = entry["dataset_path"]
-    ds = load_scored(path, split)
+    ds = load_scored(path, split, revision=entry.get("revision"))
     for col in (entry["column"], *columns):
         if col not in ds.column_names:
             raise KeyError(f"{what}: column {col!r} not in {path} (columns: {ds.column_names})")
@@ -109,10 +122,15 @@ def scored_table(
 
 
 def aligned_scores(
-    models: Sequence[Mapping[str, Any]] | None, *, id_column: str = "video_id", video_column: str = "video"
+    models: Sequence[Mapping[str, Any]] | None,
+    *,
+    id_column: str = "video_id",
+    video_column: str = "video",
+    video_root: str | os.PathLike | None = None,
 ) -> tuple[dict[str, list[float]], list[str], list[str]]:
-    """Each model's scores (``{name, dataset_path, column}`` entries, at least two) aligned on the first model's pool
-    order, with that pool's video ids and video paths. ``None`` scores become NaN.
+    """Each model's scores (``{name, dataset_path, column[, revision]}`` entries, at least two) aligned on the first
+    model's pool order, with that pool's video ids and video paths (relative ones joined with ``video_root``). ``None``
+    scores become NaN.
 
     Raises ``ValueError`` for fewer than two models, a name used twice, duplicate ids, or a model that scored a
     different pool (naming the videos missing or extra)."""
@@ -133,6 +151,8 @@ def aligned_scores(
             raise ValueError(f"model {name!r}: duplicate ids in {path}")
         values = ds[e["column"]]
         if not ids:
+            if video_root is not None:
+                ds = resolve_videos(ds, video_root, columns=(video_column,), source=str(path))
             ids, videos = these, [str(v) for v in ds[video_column]]
             scores[name] = [np.nan if v is None else float(v) for v in values]
             continue
