@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
 from trl import TrlParser
 
+from mds_vqa.cli import run_recipe
 from mds_vqa.configs import BuildPoolArguments
-from mds_vqa.data import PoolValidationError, build_pool
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
-from mds_vqa.log import setup_logging
+from mds_vqa.data import build_pool
+from mds_vqa.hub import HubArguments, print_published, publish_dataset, write_provenance
 
 logger = logging.getLogger("mds_vqa.build_pool")
 
@@ -69,10 +68,7 @@ def main(args: BuildPoolArguments, hub_args: HubArguments | None = None) -> Path
         out, recipe="build_pool", arguments=[args, hub_args], summary=summary, inputs=[args.mos_table, args.video_dir]
     )
     published = publish_dataset(out, hub_args)
-    if published is not None:
-        print(f"Staged the pool with its dataset card -> {published.stage_dir}")
-        if published.pushed is not None:
-            print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
+    print_published(published, "the pool with its dataset card")
     return out
 
 
@@ -83,11 +79,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    script_args, hub_arguments = parser.parse_args_and_config()
-    try:
-        main(script_args, hub_arguments)
-    except (PoolValidationError, FileNotFoundError, FileExistsError, ValueError, HubPushError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

@@ -22,17 +22,16 @@ Every ``dataset_path`` is a ``save_to_disk`` folder, a staged (Hub-layout) folde
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl import TrlParser
 
-from mds_vqa.evaluation import CorrelationInputError, write_tables
+from mds_vqa.cli import run_recipe
+from mds_vqa.evaluation import write_tables
 from mds_vqa.evaluation_runs import correlation_rows, failure_rows, fit_notes
 from mds_vqa.hub import write_provenance
-from mds_vqa.log import setup_logging
 
 logger = logging.getLogger("mds_vqa.evaluate")
 
@@ -150,11 +149,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    (script_args,) = parser.parse_args_and_config()
-    try:
-        main(script_args)
-    except (CorrelationInputError, FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

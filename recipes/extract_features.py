@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl import TrlParser
 
+from mds_vqa.cli import run_recipe
 from mds_vqa.features import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
@@ -42,10 +42,9 @@ from mds_vqa.features import (
     merge_features,
     parse_num_frames,
 )
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.hub import HubArguments, publish_dataset, write_provenance
 from mds_vqa.loading import load_pool, resolve_videos
-from mds_vqa.log import setup_logging
-from mds_vqa.resumable import InitialFailuresError, data_parallel_state, gather_summaries, load_failures
+from mds_vqa.resumable import data_parallel_state, gather_summaries, load_failures
 
 logger = logging.getLogger("mds_vqa.extract_features")
 
@@ -224,11 +223,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    script_args, hub_arguments = parser.parse_args_and_config()
-    try:
-        main(script_args, hub_arguments)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, InitialFailuresError, HubPushError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

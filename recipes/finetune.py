@@ -27,24 +27,22 @@ relative).
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 
 from datasets import concatenate_datasets
 from trl import TrlParser
 
+from mds_vqa.cli import run_recipe
 from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
 from mds_vqa.data import normalize_mos
 from mds_vqa.grpo import VideoGRPOConfig, VideoGRPOTrainer
 from mds_vqa.hub import (
-    HubPushError,
     TrainerHubArguments,
     hub_arguments_for_trainer,
     publish_adapter,
     write_provenance,
 )
 from mds_vqa.loading import load_pool, resolve_videos
-from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 from mds_vqa.pair_prompts import concat_rows, pair_prompt_rows, with_pair_columns
 from mds_vqa.prompts import get_prompt
@@ -215,11 +213,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
-    try:
-        main(script_args, training_args, model_args, sampling, hub_card)
-    except (FileNotFoundError, KeyError, ValueError, HubPushError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

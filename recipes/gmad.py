@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import pandas as pd
 from datasets import load_from_disk
 from trl import TrlParser
 
+from mds_vqa.cli import run_recipe
 from mds_vqa.gmad import (
     draw_pair_pictures,
     gmad_competition,
@@ -43,7 +43,6 @@ from mds_vqa.gmad import (
     write_summary,
 )
 from mds_vqa.hub import write_provenance
-from mds_vqa.log import setup_logging
 from mds_vqa.scored import aligned_scores
 
 logger = logging.getLogger("mds_vqa.gmad")
@@ -155,11 +154,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    (script_args,) = parser.parse_args_and_config()
-    try:
-        main(script_args)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

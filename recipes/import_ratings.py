@@ -21,14 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl import TrlParser
 
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
-from mds_vqa.log import setup_logging
+from mds_vqa.cli import run_recipe
+from mds_vqa.hub import HubArguments, print_published, publish_dataset, write_provenance
 
 logger = logging.getLogger("mds_vqa.import_ratings")
 
@@ -113,10 +112,7 @@ def main(args: ImportRatingsArguments, hub_args: HubArguments | None = None) -> 
     published = publish_dataset(
         out, hub_args, kind="pool", settings=summary, pretty_name="mds-vqa human-rated subset", notes=notes
     )
-    if published is not None:
-        print(f"Staged the labelled pool with its dataset card -> {published.stage_dir}")
-        if published.pushed is not None:
-            print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
+    print_published(published, "the labelled pool with its dataset card")
     return out
 
 
@@ -127,11 +123,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    script_args, hub_arguments = parser.parse_args_and_config()
-    try:
-        main(script_args, hub_arguments)
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, HubPushError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

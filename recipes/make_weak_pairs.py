@@ -29,19 +29,17 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl import TrlParser
 
+from mds_vqa.cli import run_recipe
 from mds_vqa.distortions import DEFAULT_LEVELS, FAMILIES, EncodeSettings, describe_plan, variant_plan
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.hub import HubArguments, print_published, publish_dataset, write_provenance
 from mds_vqa.loading import load_pool, resolve_videos
-from mds_vqa.log import setup_logging
-from mds_vqa.resumable import InitialFailuresError, data_parallel_state
-from mds_vqa.video import VideoReadError
+from mds_vqa.resumable import data_parallel_state
 from mds_vqa.weak_pairs import VariantRun, make_variants, variant_pool, weak_pairs
 
 logger = logging.getLogger("mds_vqa.make_weak_pairs")
@@ -203,10 +201,7 @@ def main(args: WeakPairsArguments, hub_args: HubArguments | None = None) -> dict
         + (f"; {summary['unreadable']} unreadable (see provenance.json)" if summary["unreadable"] else "")
     )
     published = publish_dataset(out / "pairs", hub_args)
-    if published is not None:
-        print(f"Staged the pairs with their dataset card -> {published.stage_dir}")
-        if published.pushed is not None:
-            print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
+    print_published(published, "the pairs with their dataset card")
     return summary
 
 
@@ -216,19 +211,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    script_args, hub_arguments = parser.parse_args_and_config()
-    try:
-        main(script_args, hub_arguments)
-    except (
-        FileExistsError,
-        FileNotFoundError,
-        KeyError,
-        ValueError,
-        VideoReadError,
-        InitialFailuresError,
-        HubPushError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

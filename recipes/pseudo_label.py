@@ -21,17 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl import TrlParser
 
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.cli import run_recipe
+from mds_vqa.hub import HubArguments, print_published, publish_dataset, write_provenance
 from mds_vqa.loading import load_pool
-from mds_vqa.log import setup_logging
-from mds_vqa.pseudo_labels import TeacherError, agreement_table, pseudo_label_pool, teacher_scores
+from mds_vqa.pseudo_labels import agreement_table, pseudo_label_pool, teacher_scores
 from mds_vqa.reporting import format_number
 from mds_vqa.scored import check_entry, load_scored
 
@@ -139,10 +138,7 @@ def main(args: PseudoLabelArguments, hub_args: HubArguments | None = None) -> di
         + (f"; dropped {summary['dropped']} no teacher scored" if summary["dropped"] else "")
     )
     published = publish_dataset(out, hub_args)
-    if published is not None:
-        print(f"Staged the pseudo-labelled pool with its dataset card -> {published.stage_dir}")
-        if published.pushed is not None:
-            print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
+    print_published(published, "the pseudo-labelled pool with its dataset card")
     return summary
 
 
@@ -152,11 +148,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    script_args, hub_arguments = parser.parse_args_and_config()
-    try:
-        main(script_args, hub_arguments)
-    except (FileExistsError, FileNotFoundError, ValueError, KeyError, TeacherError, HubPushError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

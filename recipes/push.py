@@ -26,18 +26,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl import TrlParser
 
+from mds_vqa.cli import run_recipe
 from mds_vqa.hub import (
     ADAPTER_KINDS,
     DATASET_KINDS,
     HubArguments,
-    HubPushError,
     Published,
     adapter_kind,
     detect_artifact,
@@ -49,7 +48,6 @@ from mds_vqa.hub import (
     read_provenance,
     reproduce_command,
 )
-from mds_vqa.log import setup_logging
 
 logger = logging.getLogger("mds_vqa.push")
 
@@ -192,11 +190,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    push_args, hub_arguments = parser.parse_args_and_config()
-    try:
-        main(push_args, hub_arguments)
-    except (HubPushError, FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

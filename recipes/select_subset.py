@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,13 +143,6 @@ def make_parser():
 
 
 if __name__ == "__main__":
-    from mds_vqa.hub import HubPushError
-    from mds_vqa.log import setup_logging
+    from mds_vqa.cli import run_recipe
 
-    setup_logging()
-    script_args, hub_arguments = make_parser().parse_args_and_config()
-    try:
-        main(script_args, hub_arguments)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, HubPushError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

@@ -17,25 +17,24 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from trl import TrlParser
 
+from mds_vqa.cli import run_recipe
 from mds_vqa.configs import VQAModelConfig, peft_config_from, train_and_save
 from mds_vqa.data import error_pairs, normalize_mos
 from mds_vqa.failure_predictor import FailurePredictorConfig, FailurePredictorTrainer
 from mds_vqa.hub import (
-    HubPushError,
     TrainerHubArguments,
     failure_predictor_eval_rows,
     hub_arguments_for_trainer,
+    print_published,
     publish_adapter,
     write_provenance,
 )
 from mds_vqa.loading import load_pool, resolve_videos
-from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
 
 logger = logging.getLogger("mds_vqa.train_failure_predictor")
@@ -196,10 +195,7 @@ def main(
             inputs=[script_args.dataset_path],
         )
         published = publish_adapter(training_args.output_dir, hub)
-        if published is not None:
-            print(f"Staged the adapter with its model card -> {published.stage_dir}")
-            if published.pushed is not None:
-                print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
+        print_published(published, "the adapter with its model card")
     return metrics
 
 
@@ -218,11 +214,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    parser = make_parser()
-    script_args, training_args, model_args, sampling, hub_card = parser.parse_args_and_config()
-    try:
-        main(script_args, training_args, model_args, sampling, hub_card)
-    except (FileNotFoundError, KeyError, ValueError, HubPushError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_recipe(main, make_parser)

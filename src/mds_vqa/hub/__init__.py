@@ -53,7 +53,7 @@ from .kinds import (
     read_card_metadata,
 )
 from .provenance import PROVENANCE_FILE, PROVENANCE_SCHEMA, Provenance, read_provenance, write_provenance
-from .publish import Published, publish_adapter, publish_dataset
+from .publish import Published, print_published, publish_adapter, publish_dataset
 from .pushing import HubPushError, PushedRepo, push_to_hub
 from .staging import stage_adapter, stage_dataset
 
@@ -87,6 +87,7 @@ __all__ = [
     "is_staged_repository",
     "publish_adapter",
     "publish_dataset",
+    "print_published",
     "push_to_hub",
     "read_adapter_config",
     "read_card_metadata",

@@ -32,6 +32,15 @@ class Published:
     pushed: PushedRepo | None
 
 
+def print_published(published: Published | None, what: str) -> None:
+    """Print where ``what`` (e.g. "the pool with its dataset card") was staged and, when it was, pushed."""
+    if published is None:
+        return
+    print(f"Staged {what} -> {published.stage_dir}")
+    if published.pushed is not None:
+        print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
+
+
 def publish_adapter(
     adapter_dir: str | os.PathLike,
     hub_args: HubArguments,
