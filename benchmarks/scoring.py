@@ -1,11 +1,25 @@
-"""Model passes per video and videos/s: expectation scoring (one forward) vs generate (think + answer), side by side.
+"""Scoring speed, measured side by side in one run on the same videos and model.
 
-    python benchmarks/scoring.py                      # tiny local model, generated videos, CPU
-    python benchmarks/scoring.py --model hollow404/VQR1-7B-YouTubeUGC --videos_dir data/sdr --n 64   # a real run
+``--what pipeline`` (default): where the time of expectation scoring goes. Preparing inputs alone (read + resize +
+tokenise + processor) in this process and in DataLoader workers, the model alone on prepared inputs (already on its
+device), and a pool scored end to end by ``score_pool`` serially (``num_workers`` 0: preparing waits for the model
+and the model for preparing) and with ``--num_workers`` workers preparing ahead. It prints each path's end-to-end /
+model-alone ratio: 1.0 means the model never waits for decoding.
 
-Counts every forward call of the model (generation runs one per new token) and times both modes on the same videos
-in one run. The tiny random model writes no EOS, so its generations run to ``--max_new_tokens`` (a think + answer of
+``--what modes``: expectation (one forward) vs generate (think + answer): model passes per batch and videos/s. The
+tiny random model writes no EOS, so its generations run to ``--max_new_tokens`` (a think + answer of
 VisualQuality-R1 is typically 100–300 tokens).
+
+    python benchmarks/scoring.py            # tiny Qwen2.5-VL, N = 16 generated 960x540 10 s clips, CPU
+    python benchmarks/scoring.py --text_hidden 512 --text_intermediate 1024 --text_layers 4 --vision_depth 4 \
+        --vision_hidden 256 --vision_intermediate 512 --threads 1 --num_workers 1    # mid-size, 1 core each
+    python benchmarks/scoring.py --shape 7b --device cuda --dtype bfloat16 --n 64 --batch_size 8   # 7B shape, GPU
+    python benchmarks/scoring.py --what modes --clip 64x64x16@8 --sampling small --batch_size 4   # the modes table
+    python benchmarks/scoring.py --model hollow404/VQR1-7B-YouTubeUGC --videos_dir data/sdr --n 64   # a real model
+
+Models are built from a config with random weights (no download): the tiny one of ``mds_vqa.testing``, the 7B shape
+(``--shape 7b``: Qwen2.5-VL-7B's text and vision dimensions) or any size set with the ``--text_*``/``--vision_*``
+flags. Clips are generated once (``--distinct`` of them, 960×540 takes ~30 s each on one core) and copied to N files.
 """
 
 from __future__ import annotations
@@ -13,17 +27,40 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
 
-from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor  # noqa: E402
-from mds_vqa.scoring import ScoringConfig, score_videos  # noqa: E402
-from mds_vqa.testing import Distortion, build_tiny_qwen2_5_vl, make_video_pool  # noqa: E402
+from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, resolve_dtype  # noqa: E402
+from mds_vqa.pool_scoring import PoolScoringRun, score_pool  # noqa: E402
+from mds_vqa.resumable import data_parallel_state  # noqa: E402
+from mds_vqa.scoring import ScoringConfig, score_inputs, score_videos  # noqa: E402
+from mds_vqa.scoring_inputs import ScoringInputs, prepare_scoring_inputs, scoring_batches  # noqa: E402
+from mds_vqa.testing import Distortion, build_tiny_qwen2_5_vl, make_video  # noqa: E402
+
+# Qwen2.5-VL-7B's dimensions (its config.json); the vocabulary is the real size, the tokenizer the tiny one.
+SHAPE_7B = {
+    "text_hidden": 3584,
+    "text_intermediate": 18944,
+    "text_layers": 28,
+    "text_heads": 28,
+    "text_kv_heads": 4,
+    "vision_depth": 32,
+    "vision_hidden": 1280,
+    "vision_intermediate": 3420,
+    "vision_heads": 16,
+    "vocab_size": 152064,
+}
+SIZE_FLAGS = tuple(SHAPE_7B)
+# The processor must keep the frames the sampling resized (its default budget would shrink 504x504 ones).
+PROCESSOR_PIXELS = {"min_pixels": 28 * 28, "max_pixels": 768 * 28 * 28}
 
 
 def count_passes(model):
@@ -33,56 +70,276 @@ def count_passes(model):
     return counter
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="Model id or folder (default: a tiny local Qwen2.5-VL).")
-    parser.add_argument("--videos_dir", default=None, help="Folder of .mp4 files (default: generated videos).")
-    parser.add_argument("--n", type=int, default=16, help="Videos scored per mode.")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--max_new_tokens", type=int, default=256)
-    parser.add_argument("--dtype", default="float32")
-    args = parser.parse_args()
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    tmp = Path(tempfile.mkdtemp(prefix="mds_bench_scoring_"))
-    model_path = args.model or build_tiny_qwen2_5_vl(tmp / "model")
+
+def _mrope(head_dim: int) -> list[int]:
+    """Rotary sections (temporal, height, width) over ``head_dim / 2``: Qwen2.5-VL's [16, 24, 24] at 128."""
+    if head_dim == 128:
+        return [16, 24, 24]
+    third = head_dim // 2 // 3
+    return [head_dim // 2 - 2 * third, third, third]
+
+
+def _sized_model(folder: str, sizes: dict, device: torch.device, dtype):
+    """A Qwen2.5-VL with the tiny model's config resized by ``sizes`` and random weights, built on ``device``."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tiny = Qwen2_5_VLConfig.from_pretrained(folder).to_dict()
+    text, vision = tiny["text_config"], tiny["vision_config"]
+    text.pop("layer_types", None)  # recomputed for the new depth
+    head_dim = sizes["text_hidden"] // sizes["text_heads"]
+    text.update(
+        hidden_size=sizes["text_hidden"],
+        intermediate_size=sizes["text_intermediate"],
+        num_hidden_layers=sizes["text_layers"],
+        num_attention_heads=sizes["text_heads"],
+        num_key_value_heads=sizes["text_kv_heads"],
+        vocab_size=sizes["vocab_size"],
+        rope_parameters={**text["rope_parameters"], "mrope_section": _mrope(head_dim)},
+    )
+    vision.update(
+        depth=sizes["vision_depth"],
+        hidden_size=sizes["vision_hidden"],
+        intermediate_size=sizes["vision_intermediate"],
+        num_heads=sizes["vision_heads"],
+        out_hidden_size=sizes["text_hidden"],
+        window_size=112,
+        fullatt_block_indexes=[i for i in range(sizes["vision_depth"]) if i % 8 == 7] or [sizes["vision_depth"] - 1],
+    )
+    if sizes["vocab_size"] > 1000:  # the 7B does not tie its LM head to the embeddings
+        tiny["tie_word_embeddings"] = text["tie_word_embeddings"] = False
+    config = Qwen2_5_VLConfig(**tiny)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def build_model(args, tmp: Path):
+    """``(model, processor, description)`` on ``args.device``."""
+    device, dtype = torch.device(args.device), resolve_dtype(args.dtype)
+    if args.model:
+        model, processor = load_model_and_processor(
+            args.model, dtype=dtype, attn_implementation=args.attn_implementation
+        )
+        return model.to(device), processor, args.model
+    folder = build_tiny_qwen2_5_vl(tmp / "model", **PROCESSOR_PIXELS)
+    tiny = {"text_hidden": 64, "text_intermediate": 128, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2}
+    tiny.update(vision_depth=2, vision_hidden=32, vision_intermediate=64, vision_heads=2, vocab_size=0)
+    sizes = dict(SHAPE_7B if args.shape == "7b" else tiny)
+    sizes.update({k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None})
+    if sizes == tiny:
+        model, processor = load_model_and_processor(folder, dtype=dtype, attn_implementation=args.attn_implementation)
+        return model.to(device), processor, "tiny local Qwen2.5-VL (random)"
+    _, processor = load_model_and_processor(folder, dtype=dtype)
+    sizes["vocab_size"] = max(sizes["vocab_size"], len(processor.tokenizer))
+    model = _sized_model(folder, sizes, device, dtype)
+    params = sum(p.numel() for p in model.parameters()) / 1e9
+    shape = ", ".join(f"{k} {v}" for k, v in sizes.items())
+    return model, processor, f"Qwen2.5-VL from a config, random weights, {params:.2f} B parameters ({shape})"
+
+
+def make_clips(args, folder: Path) -> list[str]:
+    """``args.n`` video files: ``args.distinct`` generated clips copied round-robin (decoding cost is per file)."""
     if args.videos_dir:
-        videos = sorted(str(p) for p in Path(args.videos_dir).glob("*.mp4"))[: args.n]
-    else:
-        videos = [
-            r["video"] for r in make_video_pool(tmp / "videos", [Distortion(noise=3 * i) for i in range(args.n)])
-        ]
-    sampling = VideoSamplingConfig() if args.model else VideoSamplingConfig(resized_height=56, resized_width=56)
-    model, processor = load_model_and_processor(model_path, dtype=args.dtype)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+        return sorted(str(p) for p in Path(args.videos_dir).glob("*.mp4"))[: args.n]
+    size, fps = args.clip.split("@")
+    width, height, frames = (int(v) for v in size.split("x"))
+    start = time.perf_counter()
+    sources = [
+        make_video(
+            folder / f"source_{i}.mp4",
+            Distortion(noise=3 + 3 * i),
+            num_frames=frames,
+            height=height,
+            width=width,
+            fps=int(fps),
+            seed=i,
+        )
+        for i in range(min(args.distinct, args.n))
+    ]
+    print(
+        f"generated {len(sources)} clip(s) of {width}x{height}, {frames} frames at {fps} fps in "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    videos = []
+    for i in range(args.n):
+        videos.append(str(shutil.copy(sources[i % len(sources)], folder / f"video_{i:04d}.mp4")))
+    return videos
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _timed(fn, device: torch.device) -> tuple[float, object]:
+    _sync(device)
+    start = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - start, out
+
+
+def bench_pipeline(args, model, processor, videos, sampling, device, tmp: Path) -> list[tuple[str, float]]:
+    """Seconds of each way of scoring the same ``videos`` (expectation)."""
+    config = ScoringConfig(num_workers=args.num_workers, prefetch_factor=args.prefetch_factor)
+    batches = _chunks(videos, args.batch_size)
+    items = [{"index": i, "video": v} for i, v in enumerate(videos)]
+    rows = []
+
+    def prepare():
+        return [prepare_scoring_inputs(processor, b, config, sampling) for b in batches]
+
+    seconds, prepared = _timed(prepare, device)
+    rows.append(("prepare alone, main process (read + resize + tokenise + processor)", seconds))
+
+    def prepare_in_workers():
+        loader = scoring_batches(
+            items,
+            processor,
+            config,
+            sampling,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            prefetch_factor=args.prefetch_factor,
+            pin_memory=device.type == "cuda",
+        )
+        return sum(len(b.indices) for b in loader)
+
+    seconds, _ = _timed(prepare_in_workers, device)
+    rows.append((f"prepare alone, {args.num_workers} DataLoader worker(s) (no model)", seconds))
+
+    on_device = [ScoringInputs(p.videos, {m: p.model_inputs(m, device) for m in p.inputs}) for p in prepared]
+    seconds, _ = _timed(lambda: [score_inputs(model, processor, p, config) for p in on_device], device)
+    rows.append((f"model alone on prepared inputs (on {device.type}), batch {args.batch_size}", seconds))
+    on_device.clear()
+
+    pool = Dataset.from_dict({"video_id": [f"v{i}" for i in range(len(videos))], "video": videos})
+    state = data_parallel_state()
+    run = PoolScoringRun(batch_size=args.batch_size, flush_every=args.batch_size)
+    for workers in (0, args.num_workers):
+        scoring = ScoringConfig(num_workers=workers, prefetch_factor=args.prefetch_factor)
+        work = tmp / f"work_{workers}"
+
+        def end_to_end(scoring=scoring, work=work):
+            return score_pool(pool, work, model, processor, scoring, sampling, state, run, {"bench": "pipeline"})
+
+        seconds, (_, summary) = _timed(end_to_end, device)
+        assert summary["scored"] == len(videos), summary
+        how = "serial (num_workers 0)" if workers == 0 else f"{workers} worker(s), prefetch {args.prefetch_factor}"
+        rows.append((f"end to end `score_pool`, {how}", seconds))
+    return rows
+
+
+def bench_modes(args, model, processor, videos, sampling, device) -> list[tuple[str, float, float]]:
+    """``(mode, model passes per batch, seconds)`` of expectation and generate on ``videos``."""
     counter = count_passes(model)
     modes = {
         "expectation": ScoringConfig(mode="expectation"),
         "generate (think+answer, greedy)": ScoringConfig(mode="generate", max_new_tokens=args.max_new_tokens),
     }
-    score_videos(model, processor, videos[:1], modes["expectation"], sampling)  # warm-up
     rows = []
+    batches = _chunks(videos, args.batch_size)
     for name, cfg in modes.items():
         counter["n"] = 0
-        start = time.perf_counter()
-        for i in range(0, len(videos), args.batch_size):
-            score_videos(model, processor, videos[i : i + args.batch_size], cfg, sampling)
-        seconds = time.perf_counter() - start
-        batches = -(-len(videos) // args.batch_size)
-        rows.append((name, counter["n"] / batches, len(videos) / seconds, seconds))
-    hw = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores" + (
-        f", {torch.cuda.get_device_name()}" if device == "cuda" else ""
+        seconds, _ = _timed(
+            lambda cfg=cfg: [score_videos(model, processor, b, cfg, sampling) for b in batches], device
+        )
+        rows.append((name, counter["n"] / len(batches), seconds))
+    return rows
+
+
+def hardware(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    out = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    if device.type == "cuda":
+        out += f", {torch.cuda.get_device_name(device)}"
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--what", nargs="+", choices=["pipeline", "modes"], default=["pipeline"])
+    parser.add_argument("--model", default=None, help="Model id or folder (default: built from a config).")
+    parser.add_argument("--shape", choices=["tiny", "7b"], default="tiny", help="Config to build (random weights).")
+    for flag in SIZE_FLAGS:
+        parser.add_argument(f"--{flag}", type=int, default=None, help="Override one size of --shape.")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--attn_implementation", default=None)
+    parser.add_argument("--videos_dir", default=None, help="Folder of .mp4 files (default: generated clips).")
+    parser.add_argument("--clip", default="960x540x240@24", help="Generated clips: WIDTHxHEIGHTxFRAMES@FPS.")
+    parser.add_argument("--distinct", type=int, default=2, help="Distinct generated clips (copied to N files).")
+    parser.add_argument(
+        "--sampling",
+        choices=["released", "small"],
+        default="released",
+        help="released: 2 fps, <= 14 frames, 512x512; small: 56x56 frames.",
     )
+    parser.add_argument("--n", type=int, default=16, help="Videos scored per measurement.")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--prefetch_factor", type=int, default=2)
+    parser.add_argument("--max_new_tokens", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the model's process.")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    tmp = Path(tempfile.mkdtemp(prefix="mds_bench_scoring_"))
+    device = torch.device(args.device)
+    model, processor, described = build_model(args, tmp)
+    videos = make_clips(args, tmp / "videos")
+    sampling = VideoSamplingConfig(resized_height=56, resized_width=56) if args.sampling == "small" else None
+    sampling = sampling or VideoSamplingConfig()
+    tokens = prepare_scoring_inputs(processor, videos[:1], ScoringConfig(), sampling).inputs["expectation"]
+    video_tokens = int(tokens["video_grid_thw"].prod()) // 4  # 2x2 patches merge into one token
+    score_videos(model, processor, videos[: args.batch_size], ScoringConfig(), sampling)  # warm-up
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+    source = args.videos_dir or f"generated clips {args.clip} ({args.distinct} distinct)"
     print(
-        f"\nScoring benchmark: N = {len(videos)} videos, batch {args.batch_size}, model {args.model or 'tiny local Qwen2.5-VL'}, {hw}"
+        f"\nScoring benchmark: N = {len(videos)} videos, batch {args.batch_size}, {source}, "
+        f"sampling {args.sampling} ({video_tokens} video tokens per video), {args.dtype}"
     )
-    print("| mode | model passes per batch | videos/s | seconds |")
-    print("|---|---:|---:|---:|")
-    for name, passes, vps, sec in rows:
-        print(f"| {name} | {passes:.0f} | {vps:.2f} | {sec:.2f} |")
-    print(
-        f"| ratio expectation / generate | {rows[1][1] / rows[0][1]:.0f}x fewer passes | {rows[0][2] / rows[1][2]:.1f}x faster | |"
-    )
+    print(f"Model: {described}")
+    print(f"Hardware: {hardware(device)}; load average at start {load}")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    if "pipeline" in args.what:
+        rows = bench_pipeline(args, model, processor, videos, sampling, device, tmp)
+        model_alone = dict(rows)[next(name for name, _ in rows if name.startswith("model alone"))]
+        print("\n| what | videos/s | seconds | × model alone (videos/s) |")
+        print("|---|---:|---:|---:|")
+        for name, sec in rows:
+            print(f"| {name} | {len(videos) / sec:.2f} | {sec:.2f} | {model_alone / sec:.2f} |")
+        serial, workers = rows[-2][1], rows[-1][1]
+        print(
+            f"\nend to end / model alone: serial {model_alone / serial:.2f}×, {args.num_workers} worker(s) "
+            f"{model_alone / workers:.2f}× (workers vs serial: {serial / workers:.2f}× faster)"
+        )
+    if "modes" in args.what:
+        rows = bench_modes(args, model, processor, videos, sampling, device)
+        print("\n| mode | model passes per batch | videos/s | seconds |")
+        print("|---|---:|---:|---:|")
+        for name, passes, sec in rows:
+            print(f"| {name} | {passes:.0f} | {len(videos) / sec:.2f} | {sec:.2f} |")
+        print(
+            f"| ratio expectation / generate | {rows[1][1] / rows[0][1]:.0f}x fewer passes | "
+            f"{rows[1][2] / rows[0][2]:.1f}x faster | |"
+        )
+    if device.type == "cuda":
+        print(f"\nPeak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

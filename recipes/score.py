@@ -44,7 +44,7 @@ from mds_vqa.file_scoring import (
     score_rows,
     write_score_csv,
 )
-from mds_vqa.hub import HubArguments, HubPushError, publish_dataset, write_provenance
+from mds_vqa.hub import HubArguments, HubPushError, print_published, publish_dataset, write_provenance
 from mds_vqa.loading import load_pool, resolve_videos
 from mds_vqa.log import setup_logging
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor
@@ -200,10 +200,7 @@ def main(
     state.wait_for_everyone()
     if state.is_main_process and script_args.output_dir is not None:  # after the barrier: no process waits on it
         published = publish_dataset(Path(script_args.output_dir), hub_args)
-        if published is not None:
-            print(f"Staged the scored pool with its dataset card -> {published.stage_dir}")
-            if published.pushed is not None:
-                print(f"Pushed to {published.pushed.repo_url} ({published.pushed.commit_url})")
+        print_published(published, "the scored pool with its dataset card")
     return result
 
 

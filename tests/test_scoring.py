@@ -159,16 +159,16 @@ def test_score_recipe_resumes_after_a_kill_without_recomputing_or_losing_anythin
 ):
     _, rows = video_dir
     _pool(tmp_path, rows)
-    real = pool_scoring.score_videos
+    real = pool_scoring.score_inputs
     seen: list[str] = []
 
-    def interrupted(model, processor, videos, *a, **kw):
+    def interrupted(model, processor, prepared, *a, **kw):
         if len(seen) >= 4:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the third batch
-        seen.extend(videos)
-        return real(model, processor, videos, *a, **kw)
+        seen.extend(prepared.videos)
+        return real(model, processor, prepared, *a, **kw)
 
-    monkeypatch.setattr(pool_scoring, "score_videos", interrupted)
+    monkeypatch.setattr(pool_scoring, "score_inputs", interrupted)
     with pytest.raises(KeyboardInterrupt):
         score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
     first = list(seen)
@@ -176,7 +176,7 @@ def test_score_recipe_resumes_after_a_kill_without_recomputing_or_losing_anythin
 
     seen.clear()
     monkeypatch.setattr(
-        pool_scoring, "score_videos", lambda m, p, v, *a, **kw: (seen.extend(v), real(m, p, v, *a, **kw))[1]
+        pool_scoring, "score_inputs", lambda m, p, x, *a, **kw: (seen.extend(x.videos), real(m, p, x, *a, **kw))[1]
     )
     summary = score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
     assert sorted(seen) == sorted(r["video"] for r in rows[4:])  # only the rest
@@ -199,16 +199,16 @@ def test_score_recipe_refuses_to_resume_with_another_model_or_prompt(tmp_path, t
 
     _, rows = video_dir
     _pool(tmp_path, rows)
-    real = pool_scoring.score_videos
+    real = pool_scoring.score_inputs
     batches: list[list[str]] = []
 
-    def interrupted(model, processor, videos, *a, **kw):
+    def interrupted(model, processor, prepared, *a, **kw):
         if batches:
             raise KeyboardInterrupt  # killed during the second batch
-        batches.append(list(videos))
-        return real(model, processor, videos, *a, **kw)
+        batches.append(list(prepared.videos))
+        return real(model, processor, prepared, *a, **kw)
 
-    monkeypatch.setattr(pool_scoring, "score_videos", interrupted)
+    monkeypatch.setattr(pool_scoring, "score_inputs", interrupted)
     with pytest.raises(KeyboardInterrupt):
         score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(), SMALL)
     work = tmp_path / "scored.work"
@@ -224,7 +224,7 @@ def test_score_recipe_refuses_to_resume_with_another_model_or_prompt(tmp_path, t
     with pytest.raises(RunConfigError, match="scoring.task: 'scoring' -> 'difficulty'"):
         score_recipe.main(_args(tmp_path, tiny_model_dir, "scored"), ScoringConfig(task="difficulty"), SMALL)
     assert sorted(work.glob("shard-*.parquet")) == shards and len(batches) == 1  # nothing was scored or mixed in
-    monkeypatch.setattr(pool_scoring, "score_videos", real)
+    monkeypatch.setattr(pool_scoring, "score_inputs", real)
 
     summary = score_recipe.main(
         _args(tmp_path, other_model, "other", work_dir=str(tmp_path / "w2")), ScoringConfig(), SMALL

@@ -1,10 +1,12 @@
 """Scoring a whole pool: batched, data-parallel, resumable, with a run summary (``recipes/score.py`` calls it).
 
-Each process scores every n-th video through :func:`mds_vqa.scoring.score_videos`, results go to ``work_dir`` in
-shards as they come (:class:`~mds_vqa.resumable.ResumableRun`), an undecodable video is recorded with its cause and
-skipped, and the main process merges every shard into the pool with the score columns, a ``<column>_error`` column and
-a summary (mode ``both``: also the two readings' agreement). The settings the scores depend on are saved in
-``work_dir``: a resume with other settings is refused.
+Each process scores every n-th video: ``scoring.num_workers`` ``DataLoader`` workers read, resize and process its
+batches ahead of the model (:func:`mds_vqa.scoring_inputs.scoring_batches`, pinned when the model is on CUDA) and
+the model reads them (:func:`mds_vqa.scoring.score_inputs`). Results go to ``work_dir`` in shards as they come
+(:class:`~mds_vqa.resumable.ResumableRun`), an undecodable video is recorded with its cause and skipped, and the main
+process merges every shard into the pool with the score columns, a ``<column>_error`` column and a summary (mode
+``both``: also the two readings' agreement). The settings the scores depend on are saved in ``work_dir``: a resume
+with other settings is refused (the loader's settings, which do not change a score, may differ).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from .resumable import (
     load_results,
     merge_results,
 )
-from .scoring import ScoringConfig, score_videos
+from .scoring import LOADER_FIELDS, ScoringConfig, score_inputs
+from .scoring_inputs import ScoringInputs, scoring_batches
 from .video import VideoReadError
 
 __all__ = ["PoolScoringRun", "reading_agreement", "result_column", "scoring_run_config", "score_pool"]
@@ -61,7 +64,7 @@ def scoring_run_config(
         "prompts": {m: scoring.for_mode(m).prompt for m in scoring.reading_modes},
         "answer_reading": scoring.reading,  # resolved (the default depends on the task)
         "answer_decimals": scoring.decimals,
-        **{f"scoring.{k}": v for k, v in asdict(scoring).items()},
+        **{f"scoring.{k}": v for k, v in asdict(scoring).items() if k not in LOADER_FIELDS},
         **{f"sampling.{k}": v for k, v in asdict(sampling).items()},
         "pool_size": len(pool),
         "pool_rows_sha256": digest.hexdigest(),
@@ -151,9 +154,21 @@ def score_pool(
         check_run_config(work_dir, run_config, write=True, what="scores")
     column = run.column
 
-    def fn(rows):
-        return _result_columns(
-            column, scoring.mode, score_videos(model, processor, [r["video"] for r in rows], scoring, sampling)
+    def fn(prepared: ScoringInputs) -> list[dict[str, Any]]:
+        return _result_columns(column, scoring.mode, score_inputs(model, processor, prepared, scoring))
+
+    videos, ids = pool["video"], pool["video_id"]
+
+    def batches(todo: list[int]):
+        return scoring_batches(
+            [{"index": i, "video_id": ids[i], "video": videos[i]} for i in todo],
+            processor,
+            scoring,
+            sampling,
+            batch_size=run.batch_size,
+            num_workers=scoring.num_workers,
+            prefetch_factor=scoring.prefetch_factor,
+            pin_memory=model.device.type == "cuda",
         )
 
     job = ResumableRun(
@@ -169,7 +184,7 @@ def score_pool(
         max_initial_failures=run.max_initial_failures,
         desc=f"scoring ({scoring.mode}, {scoring.task})",
     )
-    totals = gather_summaries(job.run(pool.select_columns(["video_id", "video"])))  # a collective
+    totals = gather_summaries(job.run_batches(len(pool), batches))  # a collective
     if not state.is_main_process:
         return None
     if load_results(work_dir) is None:  # not one video could be read: no shard to merge

@@ -5,10 +5,16 @@ so a run killed by Ctrl-C, an OOM or a lost node restarts where it stopped: item
 recomputed. Under ``accelerate`` each process takes every ``num_processes``-th item and writes its own shards; the
 main process merges them into the pool once every process is done.
 
-A batch that raises one of ``skip_exceptions`` (by default :class:`~mds_vqa.video.VideoReadError`) is retried item by
-item; an item that still fails is recorded (index, id, reason) in ``failures-<rank>.jsonl`` and skipped, or re-raised
-when ``strict``. When the first ``max_initial_failures`` items of a run all fail, the run stops with
-:class:`InitialFailuresError` (a wrong mount or a missing decoder, not a few corrupt files).
+Batches come one of two ways, with the same bookkeeping: :meth:`ResumableRun.run` cuts the to-do items into batches
+of ``batch_size`` rows for ``fn(rows)``; :meth:`ResumableRun.run_batches` takes them from a producer (a ``DataLoader``
+preparing model inputs in workers, see :mod:`mds_vqa.scoring_inputs`) as :class:`Batch` objects whose ``payload``
+``fn`` computes and whose ``failures`` are the items the producer could not prepare.
+
+A batch of rows that raises one of ``skip_exceptions`` (by default :class:`~mds_vqa.video.VideoReadError`) is retried
+item by item; an item that still fails (or that a producer reports as failed) is recorded (index, id, reason) in
+``failures-<rank>.jsonl`` and skipped, or re-raised when ``strict``. When the first ``max_initial_failures`` items of a
+run all fail, the run stops with :class:`InitialFailuresError` (a wrong mount or a missing decoder, not a few corrupt
+files).
 
 Shards are merged by row index, so a work dir must only ever hold results of one configuration:
 :func:`check_run_config` saves the settings a run's results depend on in the work dir and refuses to resume with
@@ -21,7 +27,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "data_parallel_state",
+    "Batch",
     "ResumableRun",
     "RunSummary",
     "InitialFailuresError",
@@ -82,6 +89,23 @@ class RunSummary:
     failed: int = 0
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """One step of a run: the items ``fn`` computes (``indices`` into the pool and their ``rows``) from ``payload``
+    (``None``: from the rows), and the items of the step that failed before ``fn`` (``(index, row, error)``, e.g. a
+    video a loader could not read), recorded as failures in index order with the computed ones."""
+
+    indices: list[int]
+    rows: list[dict[str, Any]]
+    payload: Any = None
+    failures: list[tuple[int, dict[str, Any], BaseException]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Items in the step, computed or failed."""
+        return len(self.indices) + len(self.failures)
 
 
 def _normalized(config: dict[str, Any]) -> dict[str, Any]:
@@ -191,8 +215,9 @@ class ResumableRun:
 
     Args:
         work_dir: folder of shards and failure logs (created).
-        fn: ``fn(rows: list[dict]) -> list[dict]``, one result dict per row, same keys for every row.
-        batch_size: rows per call of ``fn``.
+        fn: ``fn(rows: list[dict]) -> list[dict]``, one result dict per row, same keys for every row; with
+            :meth:`run_batches`, ``fn(batch.payload)`` for a batch that carries a payload.
+        batch_size: rows per call of ``fn`` (:meth:`run`).
         flush_every: rows buffered before a shard is written (a hard kill loses at most this many).
         process_index / num_processes: this process's share (``accelerator.process_index`` / ``num_processes``).
         id_column: the column naming an item in failure records.
@@ -286,17 +311,24 @@ class ResumableRun:
         if self.max_initial_failures and summary.computed == 0 and summary.failed >= self.max_initial_failures:
             raise InitialFailuresError(summary.failures, self.work_dir, self.rank) from err
 
-    def _run_batch(self, indices: list[int], rows: list[dict[str, Any]], summary: RunSummary) -> None:
+    def _fail(self, index: int, row: dict[str, Any], err: BaseException, summary: RunSummary) -> None:
+        if self.strict:
+            raise err
+        self._record_failure(index, row, err, summary)
+
+    def _compute(self, indices: list[int], rows: list[dict[str, Any]], payload: Any, summary: RunSummary) -> None:
+        """``fn`` on one batch. A batch of rows (no payload) that raises one of ``skip_exceptions`` is retried item by
+        item; a prepared payload cannot be split, so the error propagates (its producer reports item failures)."""
         try:
-            results = self.fn(rows)
+            results = self.fn(rows if payload is None else payload)
         except self.skip_exceptions as err:
-            if self.strict:
+            if self.strict or payload is not None:
                 raise
             if len(rows) == 1:
                 self._record_failure(indices[0], rows[0], err, summary)
             else:  # isolate the bad item(s): retry one by one
                 for i, r in zip(indices, rows):
-                    self._run_batch([i], [r], summary)
+                    self._compute([i], [r], None, summary)
             return
         if len(results) != len(rows):
             raise RuntimeError(f"{self.desc}: the batch function returned {len(results)} results for {len(rows)} rows")
@@ -306,14 +338,42 @@ class ResumableRun:
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
+    def _run_batch(self, batch: Batch, summary: RunSummary) -> None:
+        """Record the batch's failures and compute the rest, in index order (as one-by-one retries would), so
+        ``max_initial_failures`` counts the same; ``strict`` stops at the first failure before computing any item."""
+        failures = sorted(batch.failures, key=lambda f: f[0])
+        if failures and self.strict:
+            raise failures[0][2]
+        first = min(batch.indices, default=None)
+        for index, row, err in failures:
+            if first is None or index < first:
+                self._fail(index, row, err, summary)
+        if batch.indices:
+            self._compute(batch.indices, batch.rows, batch.payload, summary)
+        for index, row, err in failures:
+            if first is not None and index > first:
+                self._fail(index, row, err, summary)
+
     # -- main loop -----------------------------------------------------------------------------------------------
     def run(self, items: Sequence[dict[str, Any]]) -> RunSummary:
-        """Process this process's share of ``items`` (rows of a Dataset or dicts), skipping what is done."""
+        """Process this process's share of ``items`` (rows of a Dataset or dicts), skipping what is done: batches of
+        ``batch_size`` rows, read from ``items`` as they are reached (in increasing index order)."""
+
+        def batches(todo: list[int]):
+            for pos in range(0, len(todo), self.batch_size):
+                indices = todo[pos : pos + self.batch_size]
+                yield Batch(indices, [items[i] for i in indices])
+
+        return self.run_batches(len(items), batches)
+
+    def run_batches(self, num_items: int, make_batches: Callable[[list[int]], Iterable[Batch]]) -> RunSummary:
+        """Process this process's share of ``num_items`` items, skipping what is done. ``make_batches(todo)`` gets
+        the indices still to do (increasing) and yields :class:`Batch` objects that cover each of them once."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         summary = RunSummary()
         done = self.done_indices()
-        mine = [i for i in range(self.rank, len(items), self.world)]
+        mine = list(range(self.rank, num_items, self.world))
         todo = [i for i in mine if i not in done]
         summary.skipped_done = len(mine) - len(todo)
         if summary.skipped_done:
@@ -326,16 +386,18 @@ class ResumableRun:
             )
         disable = self.disable_progress if self.disable_progress is not None else self.rank != 0
         bar = tqdm(total=len(mine), initial=summary.skipped_done, desc=self.desc, unit="video", disable=disable)
+        covered = 0
         try:
-            for start_pos in range(0, len(todo), self.batch_size):
-                batch = todo[start_pos : start_pos + self.batch_size]
-                rows = [items[i] for i in batch]
-                self._run_batch(batch, rows, summary)
-                bar.update(len(batch))
+            for batch in make_batches(todo):
+                self._run_batch(batch, summary)
+                covered += batch.size
+                bar.update(batch.size)
         finally:
             self.flush()  # Ctrl-C or an exception: keep everything computed so far
             bar.close()
             summary.seconds = time.perf_counter() - start
+        if covered != len(todo):
+            raise RuntimeError(f"{self.desc}: the batches covered {covered} of the {len(todo)} items to do")
         return summary
 
 

@@ -17,6 +17,10 @@
 
 ``both``: both readings of every video; ``score`` is the ``both_primary`` one, ``score_expectation`` and
 ``score_generate`` the two.
+
+Scoring runs in two halves: preparing a batch's inputs on CPU (:mod:`mds_vqa.scoring_inputs`: read, resize,
+tokenise, process; in ``DataLoader`` workers when a pool is scored) and running the model on them
+(:func:`score_inputs`). :func:`score_videos` does both in this process.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from typing import Any
 import torch
 
 from .answer_reading import ANSWER_READINGS, answer_tokens, read_answers
-from .modeling import VideoSamplingConfig, prepare_inputs
+from .modeling import VideoSamplingConfig
 from .prompts import get_prompt, parse_score
+from .scoring_inputs import ScoringInputs, prepare_scoring_inputs
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LOADER_FIELDS",
     "SCORE_DIGITS",
     "SCORING_MODES",
     "ScoringConfig",
@@ -44,12 +50,14 @@ __all__ = [
     "expectation_from_logits",
     "expectation_scores",
     "generate_scores",
+    "score_inputs",
     "score_videos",
 ]
 
 SCORE_DIGITS = (1, 2, 3, 4, 5)
 SCORING_MODES = ("expectation", "generate", "both")
 READING_MODES = ("expectation", "generate")
+LOADER_FIELDS = ("num_workers", "prefetch_factor")  # how inputs are prepared, not what a score is
 
 
 @dataclass
@@ -94,6 +102,14 @@ class ScoringConfig:
         default=None, metadata={"help": "Top-k sampling (generate; the released code: 50); null: the checkpoint's."}
     )
     max_new_tokens: int = field(default=512, metadata={"help": "Generation budget (generate)."})
+    num_workers: int = field(
+        default=2,
+        metadata={
+            "help": "DataLoader workers reading and processing videos ahead of the model when a pool is scored "
+            "(0: in the main process, serially with the model)."
+        },
+    )
+    prefetch_factor: int = field(default=2, metadata={"help": "Batches each worker prepares ahead."})
 
     def __post_init__(self):
         if self.mode not in SCORING_MODES:
@@ -108,6 +124,10 @@ class ScoringConfig:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.max_skip_tokens < 0:
             raise ValueError(f"max_skip_tokens must be >= 0, got {self.max_skip_tokens}")
+        if self.num_workers < 0 or self.prefetch_factor < 1:
+            raise ValueError(
+                f"num_workers must be >= 0 and prefetch_factor >= 1, got {self.num_workers}, {self.prefetch_factor}"
+            )
         for mode in self.reading_modes:
             get_prompt(self.task, self.variant_for(mode))  # validates task and variant
 
@@ -185,10 +205,6 @@ def expectation_scores(model, inputs: dict[str, Any], digit_ids: Sequence[int]) 
     return expectation_from_logits(out.logits[:, -1, :], digit_ids)
 
 
-def _to_device(inputs, device):
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
-
-
 def _generation_kwargs(config: ScoringConfig) -> dict[str, Any]:
     do_sample = config.do_sample if config.do_sample is not None else config.num_samples > 1
     kwargs: dict[str, Any] = {
@@ -225,16 +241,31 @@ def generate_scores(model, processor, inputs: dict[str, Any], config: ScoringCon
     return rows
 
 
-def _score_one_reading(model, processor, videos, config: ScoringConfig, sampling) -> list[dict[str, Any]]:
-    prefix = config.answer_prefix if config.mode == "expectation" else None
-    inputs = prepare_inputs(processor, list(videos), config.prompt, sampling, assistant_prefix=prefix)
-    inputs = _to_device(inputs, model.device)
+def _read(model, processor, inputs: dict[str, Any], config: ScoringConfig) -> list[dict[str, Any]]:
+    """One reading (``config.mode``: expectation or generate) of a batch's inputs, on the model's device."""
     if config.mode == "generate":
         return generate_scores(model, processor, inputs, config)
     tokens = answer_tokens(processor.tokenizer)
     return read_answers(
         model, inputs, tokens, reading=config.reading, decimals=config.decimals, max_skip=config.max_skip_tokens
     )
+
+
+def score_inputs(model, processor, prepared: ScoringInputs, config: ScoringConfig) -> list[dict[str, Any]]:
+    """Run the model on a prepared batch (:mod:`mds_vqa.scoring_inputs`, built with the same ``config``); returns
+    what :func:`score_videos` returns."""
+    readings = {
+        mode: _read(model, processor, prepared.model_inputs(mode, model.device), config.for_mode(mode))
+        for mode in config.reading_modes
+    }
+    if config.mode != "both":
+        return readings[config.mode]
+    rows = []
+    for exp, gen in zip(readings["expectation"], readings["generate"]):
+        row = {**exp, **gen, "score_expectation": exp["score"], "score_generate": gen["score"]}
+        row["score"] = row[f"score_{config.both_primary}"]
+        rows.append(row)
+    return rows
 
 
 def score_videos(
@@ -244,17 +275,11 @@ def score_videos(
     config: ScoringConfig | None = None,
     sampling: VideoSamplingConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """Score a batch of videos. Expectation mode returns ``{"score", "digit_probs", "digit_mass", "answer_offset"}``
-    per video (see :func:`mds_vqa.answer_reading.read_answers`); generate mode ``{"score", "texts",
-    "parse_failures"}``; both mode all of these, with ``score`` the primary reading's and ``score_expectation`` /
-    ``score_generate``. Raises :class:`~mds_vqa.video.VideoReadError` for an unreadable video."""
+    """Score a batch of videos in this process (read, process, then the model). Expectation mode returns
+    ``{"score", "digit_probs", "digit_mass", "answer_offset"}`` per video (see
+    :func:`mds_vqa.answer_reading.read_answers`); generate mode ``{"score", "texts", "parse_failures"}``; both mode all
+    of these, with ``score`` the primary reading's and ``score_expectation`` / ``score_generate``. Raises
+    :class:`~mds_vqa.video.VideoReadError` for an unreadable video."""
     config = config or ScoringConfig()
-    if config.mode != "both":
-        return _score_one_reading(model, processor, videos, config, sampling)
-    readings = {m: _score_one_reading(model, processor, videos, config.for_mode(m), sampling) for m in READING_MODES}
-    rows = []
-    for exp, gen in zip(readings["expectation"], readings["generate"]):
-        row = {**exp, **gen, "score_expectation": exp["score"], "score_generate": gen["score"]}
-        row["score"] = row[f"score_{config.both_primary}"]
-        rows.append(row)
-    return rows
+    prepared = prepare_scoring_inputs(processor, list(videos), config, sampling or VideoSamplingConfig())
+    return score_inputs(model, processor, prepared, config)
