@@ -13,7 +13,6 @@ stage runs and connects, not what the method achieves on real data.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
@@ -26,21 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-HERE = Path(__file__).resolve().parent
 
 from mds_vqa.log import setup_logging  # noqa: E402
 from mds_vqa.pipeline import StageError  # noqa: E402
-
-
-def _recipe(name: str):
-    """Import ``recipes/<name>.py`` (recipes/ is scripts, not a package)."""
-    key = f"recipe_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+from mds_vqa.pipeline.config import load_recipe  # noqa: E402
 
 
 @dataclass
@@ -65,12 +53,12 @@ def main(args: DemoArguments) -> dict:
     out = Path(args.output_dir).resolve()
     assets = out / "assets"
     if not (assets / "tiny_qwen2_5_vl" / "config.json").exists():
-        _recipe("make_toy_data").main(
-            _recipe("make_toy_data").ToyDataArguments(
+        load_recipe("make_toy_data").main(
+            load_recipe("make_toy_data").ToyDataArguments(
                 output_dir=str(assets), videos_per_domain=args.videos_per_domain, seed=args.seed
             )
         )
-    build = _recipe("build_pool")
+    build = load_recipe("build_pool")
     for domain in ("source", "target"):
         if not (assets / "pools" / domain / "dataset_info.json").exists():
             (cfg,) = TrlParser(build.BuildPoolArguments).parse_yaml_file(str(assets / domain / "build_pool.yaml"))
@@ -130,7 +118,7 @@ def main(args: DemoArguments) -> dict:
         },
     )
     (out / "pipeline.yaml").write_text(yaml.safe_dump({k: v for k, v in config.__dict__.items()}, sort_keys=False))
-    return _recipe("pipeline").main(config)
+    return load_recipe("pipeline").main(config)
 
 
 def make_parser() -> TrlParser:

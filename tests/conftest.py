@@ -33,6 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+from mds_vqa.pipeline.config import load_recipe  # noqa: E402, F401  (tests import it from here)
 from mds_vqa.testing import Distortion, build_tiny_qwen2_5_vl, make_video, make_video_pool  # noqa: E402
 
 
@@ -62,20 +63,3 @@ def video_dir(tmp_path_factory):
 def video_file(tmp_path) -> str:
     """One short generated mp4 (16 frames, 64×64, 8 fps)."""
     return make_video(tmp_path / "clip.mp4", Distortion(blur=1.0))
-
-
-def load_recipe(name: str):
-    """Import ``recipes/<name>.py`` as a module named ``recipe_<name>`` (recipes/ is scripts, not a package)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    module_name = f"recipe_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    path = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from .modeling import VideoSamplingConfig, fetch_videos, freeze_vision_tower
+from .modeling import VideoSamplingConfig, fetch_videos, freeze_vision_tower, processor_inputs
 from .samplers import DatasetRepeatSampler
 
 logger = logging.getLogger(__name__)
@@ -156,14 +156,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         where = {k: i for i, k in enumerate(unique)}
         first = {k: prompts[keys.index(k)] for k in unique}
         videos, metadata = fetch_videos([first[k] for k in unique])
-        enc = processor(
-            text=[k[1] for k in unique],
-            videos=videos,
-            video_metadata=metadata,
-            do_sample_frames=False,
-            padding=True,
-            return_tensors="pt",
-        )
+        enc = processor_inputs(processor, [k[1] for k in unique], videos, metadata)
         mask = enc["attention_mask"].bool()
         ids = [enc["input_ids"][i][mask[i]].tolist() for i in range(len(unique))]
         mm = (

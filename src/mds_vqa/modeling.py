@@ -20,6 +20,8 @@ __all__ = [
     "load_model_and_processor",
     "build_messages",
     "prepare_inputs",
+    "chat_texts",
+    "processor_inputs",
     "fetch_videos",
     "lora_config",
     "freeze_vision_tower",
@@ -195,15 +197,32 @@ def prepare_inputs(
         else list(assistant_prefix)
     )
     messages = [build_messages(v, p, sampling) for v, p in zip(videos, prompts)]
-    texts = [
+    texts = chat_texts(processor, messages, prefixes, add_generation_prompt=add_generation_prompt)
+    video_inputs, video_metadata = fetch_videos(messages)
+    return processor_inputs(processor, texts, video_inputs, video_metadata, return_tensors=return_tensors)
+
+
+def chat_texts(
+    processor,
+    messages: Sequence[list[dict[str, Any]]],
+    prefixes: Sequence[str | None],
+    *,
+    add_generation_prompt: bool = True,
+) -> list[str]:
+    """The chat template of each conversation, followed by its assistant prefix (``None``: none)."""
+    return [
         processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt) + (pre or "")
         for m, pre in zip(messages, prefixes)
     ]
-    video_inputs, video_metadata = fetch_videos(messages)
+
+
+def processor_inputs(processor, texts: Sequence[str], frames, metadata, *, return_tensors: str = "pt"):
+    """Model inputs for chat ``texts`` and their videos' read ``frames`` + ``video_metadata`` (frames already sampled,
+    so the processor samples none)."""
     return processor(
-        text=texts,
-        videos=video_inputs,
-        video_metadata=video_metadata,
+        text=list(texts),
+        videos=list(frames),
+        video_metadata=list(metadata),
         do_sample_frames=False,
         padding=True,
         return_tensors=return_tensors,

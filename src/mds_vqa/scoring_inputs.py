@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .modeling import VideoSamplingConfig, build_messages
+from .modeling import VideoSamplingConfig, build_messages, chat_texts, processor_inputs
 from .qwen_frames import fetch_video
 from .resumable import Batch
 from .video import VideoReadError
@@ -79,23 +79,9 @@ def build_scoring_inputs(
     for mode in config.reading_modes:
         reading = config.for_mode(mode)
         prefix = reading.answer_prefix if mode == "expectation" else ""
-        texts = [
-            processor.apply_chat_template(
-                build_messages(v, reading.prompt, sampling), tokenize=False, add_generation_prompt=True
-            )
-            + prefix
-            for v in videos
-        ]
-        inputs[mode] = dict(
-            processor(
-                text=texts,
-                videos=list(frames),
-                video_metadata=list(metadata),
-                do_sample_frames=False,
-                padding=True,
-                return_tensors="pt",
-            )
-        )
+        messages = [build_messages(v, reading.prompt, sampling) for v in videos]
+        texts = chat_texts(processor, messages, [prefix] * len(messages))
+        inputs[mode] = dict(processor_inputs(processor, texts, frames, metadata))
     return ScoringInputs(list(videos), inputs)
 
 

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ANNOTATORS", "PipelineConfig", "REPO_RECIPES", "STAGE_FIELDS", "recipe_fields", "check_stage_fields"]
+__all__ = [
+    "ANNOTATORS",
+    "load_recipe",
+    "PipelineConfig",
+    "REPO_RECIPES",
+    "STAGE_FIELDS",
+    "recipe_fields",
+    "check_stage_fields",
+]
 
 REPO_RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
@@ -122,16 +130,21 @@ class PipelineConfig:
             )
 
 
-def recipe_fields(recipe: str) -> set[str]:
-    """Every field ``recipes/<recipe>.py`` accepts (the fields of its parser's dataclasses)."""
-    module_name = f"mds_vqa_recipe_{recipe}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, REPO_RECIPES / f"{recipe}.py")
+def load_recipe(name: str):
+    """``recipes/<name>.py`` imported once per process as the module ``recipe_<name>`` (recipes/ holds scripts, not
+    a package)."""
+    module_name = f"recipe_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, REPO_RECIPES / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
-    return {f.name for cls in module.make_parser().dataclass_types for f in dataclasses.fields(cls)}
+    return sys.modules[module_name]
+
+
+def recipe_fields(recipe: str) -> set[str]:
+    """Every field ``recipes/<recipe>.py`` accepts (the fields of its parser's dataclasses)."""
+    return {f.name for cls in load_recipe(recipe).make_parser().dataclass_types for f in dataclasses.fields(cls)}
 
 
 def check_stage_fields(config: PipelineConfig) -> None:
