@@ -22,6 +22,11 @@ of generated answers are NaN and counted. On CPU, ``ACCELERATE_USE_CPU=1`` runs 
 error is printed (and written to ``--output_csv``); the exit code is 0 when some files are unreadable (each is listed
 with its cause), 1 when none could be scored, 2 on an error (``--strict true``: the first unreadable file).
 ``--mode both`` computes the expectation and the generated reading of every video and reports their agreement.
+
+The uncertainty selection baselines (``recipes/select_subset.py``) read two optional columns: ``--mode generate
+--num_samples 5`` (sampled) writes ``<score_column>_std``, the spread of each video's sampled answers (``uncertainty``);
+``--noise_draws 4`` (mode expectation or both; ``--noise_std``, ``--noise_seed``) writes ``<score_column>_instability``,
+the mean change of the expectation under fixed Gaussian weight noise (``noise_stability``).
 """
 
 from __future__ import annotations
@@ -241,6 +246,9 @@ def _message(result: dict, out: str | None) -> str:
             f"; {result['parse_failures']} of {result['samples']} answers unparseable, "
             f"{result['nan_scores']} videos NaN"
         )
+    if result.get("mean_instability") is not None:
+        draws, mean = result["noise_draws"], format_number(result["mean_instability"])
+        msg += f"; mean instability over {draws} weight-noise draws {mean}"
     if result.get("no_digit_answers"):
         msg += f"; {result['no_digit_answers']} answers reached no digit (read at the prefix)"
     if "agreement" in result:

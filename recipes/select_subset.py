@@ -6,9 +6,16 @@ Usage:
     python recipes/select_subset.py --pool_path user/sdr-features --revision v1 --output_dir selections/sdr_mds
 
 The pool needs a ``difficulty`` column (g, from the failure predictor) for ``mds`` and ``difficulty``, and a
-``features`` column (``recipes/extract_features.py``) for ``mds``, ``diversity`` and ``coreset``. The output folder
-is the selected subset as a Dataset (``load_from_disk``), in pick order, with the columns ``rank`` (1 = first pick),
-``g``, ``diversity`` (mean Chamfer distance to the videos picked before: the term λ multiplies) and ``pool_index``,
+``features`` column (``recipes/extract_features.py``) for ``mds``, ``diversity`` and ``coreset``. The uncertainty
+baselines read a score column written by ``recipes/score.py``, named with ``--difficulty_column``: ``uncertainty``
+the spread of sampled scores (``--mode generate --num_samples 5`` writes ``<score_column>_std``), ``noise_stability``
+the change under weight noise (``--noise_draws 4`` writes ``<score_column>_instability``):
+
+    python recipes/select_subset.py --pool_path pools/sdr_sampled --output_dir selections/sdr_unc \
+        --strategy uncertainty --difficulty_column score_std
+
+The output folder is the selected subset as a Dataset (``load_from_disk``), in pick order, with the columns ``rank``
+(1 = first pick), ``g`` (the score the strategy ranked by), ``diversity`` (mean Chamfer distance to the videos picked before: the term λ multiplies) and ``pool_index``,
 plus ``report.md`` with a 2-D map of the pool's features and the distribution of g in the pool and in the subset.
 The pool and the ``labelled_paths`` Datasets are ``save_to_disk`` folders, staged (Hub-layout) folders or Hub ids
 (``--revision``: the pool's); ``--video_root`` records the subset's relative video paths resolved.
@@ -35,11 +42,23 @@ class SelectArguments:
         default=None,
         metadata={"help": "Folder that relative video paths are relative to (the subset records them resolved)."},
     )
-    strategy: str = field(default="mds", metadata={"help": "mds, difficulty, diversity, coreset or random."})
+    strategy: str = field(
+        default="mds",
+        metadata={
+            "help": "mds, difficulty, diversity, coreset, random, uncertainty (top spread of sampled scores) or "
+            "noise_stability (top score change under weight noise)."
+        },
+    )
     budget: str = field(default="0.05", metadata={"help": "A count (100), a fraction (0.05) or a percentage (5%%)."})
     lam: float = field(default=0.25, metadata={"help": "λ, weight of the diversity term (0.25 for CLIP features)."})
     seed: int = field(default=0, metadata={"help": "Seed of `random` and of the first `coreset` center."})
-    difficulty_column: str = field(default="difficulty", metadata={"help": "Column holding g."})
+    difficulty_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column holding the strategy's per-video score (default: the strategy's own: difficulty (g) for "
+            "mds and difficulty, uncertainty, instability; e.g. score_std / score_instability from recipes/score.py)."
+        },
+    )
     features_column: str = field(default="features", metadata={"help": "Column holding the frame features."})
     id_column: str = field(default="video_id", metadata={"help": "Column naming each video."})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, ... (auto: CUDA when available)."})
@@ -111,6 +130,7 @@ def main(args: SelectArguments, hub_args=None) -> Path:
     )
     record = {
         **asdict(args),
+        "difficulty_column": chosen.score_column,  # resolved: the column the score was read from
         "pool_size": len(pool),
         "selected": len(result.indices),
         "seconds": result.seconds,

@@ -40,6 +40,17 @@ def test_rater_noise_is_seeded_and_only_perturbs_the_revealed_mos(oracle):
     assert all(abs(m - t) < 3 for m, t in zip(a["mos"], [2.0, 5.0]))
 
 
+def test_a_videos_noise_depends_on_the_seed_and_its_id_not_on_the_request_order(oracle):
+    one = SimulatedAnnotator(oracle, noise_std=0.5, seed=3)
+    first = dict(zip(["v2", "v5"], one.annotate(["v2", "v5"])["mos"]))
+    two = SimulatedAnnotator(oracle, noise_std=0.5, seed=3)
+    two.annotate(["v1"])
+    later = dict(zip(["v5", "v2"], two.annotate(["v5", "v2"])["mos"]))
+    assert first == later
+    other = SimulatedAnnotator(oracle, noise_std=0.5, seed=4).annotate(["v2"])["mos"][0]
+    assert other != first["v2"]
+
+
 def test_a_video_is_never_annotated_twice_and_unknown_ids_are_refused(oracle):
     annotator = SimulatedAnnotator(oracle)
     annotator.annotate(["v1"])

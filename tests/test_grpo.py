@@ -159,6 +159,24 @@ def test_the_pixels_reach_the_training_log_probs_and_the_gradient(trainer, clips
     assert not torch.allclose(g_a, g_b)
 
 
+def test_a_model_that_favours_the_video_token_never_samples_a_vision_placeholder(trainer, clips):
+    """A sampled ``<|video_pad|>`` would make the log-prob pass count more video tokens than the video has features
+    (the error an untrained model hit); generation suppresses every vision placeholder."""
+    config = trainer.model.config
+    placeholders = [
+        config.video_token_id,
+        config.image_token_id,
+        config.vision_start_token_id,
+        config.vision_end_token_id,
+    ]
+    with torch.no_grad():  # tied embeddings: the output row of <|video_pad|> dominates every logit
+        trainer.model.get_output_embeddings().weight[config.video_token_id] *= 1000.0
+    batch = _batch(trainer, clips)
+    assert not torch.isin(batch["completion_ids"], torch.tensor(placeholders)).any()
+    loss, _ = _loss_grad(trainer, batch)
+    assert torch.isfinite(loss)
+
+
 def test_stock_trl_grpo_never_shows_the_pixels_to_the_training_forward(trainer, clips):
     """Why the subclass exists: TRL's own compute_loss gives the same gradient whatever the pixels are."""
     batch = _batch(trainer, clips)

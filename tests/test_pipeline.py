@@ -1,5 +1,6 @@
-"""The whole loop, as README's main command runs it (smallest sizes)."""
+"""The whole loop on the demo's toy world (smallest sizes), and the stages' resume keys."""
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -10,8 +11,31 @@ from conftest import load_recipe
 from datasets import load_from_disk
 
 
+def _toy_loop(tmp_path, **overrides):
+    """The demo's world for one seed (small, random f) and a pipeline config over it (the loop, not the
+    comparison)."""
+    demo = load_recipe("demo")
+    args = demo.DemoArguments(output_dir=str(tmp_path / "demo"), source_videos=16, target_videos=24, pretrain=False)
+    seed_dir = tmp_path / "demo" / "seeds" / "seed_0"
+    paths = demo.prepare_seed(args, 0, seed_dir)
+    config = demo.pipeline_config(args, 0, seed_dir, paths)
+    fields = {
+        "output_dir": str(tmp_path / "demo" / "run"),
+        "strategies": ["mds", "difficulty", "random"],
+        "finetune_strategies": "first",
+        "budget": "0.25",
+        "stage_hub": True,
+        "launcher": "python",  # each stage as the recipe a user runs: its own process
+        "score_launcher": None,
+        "failure_predictor_args": {**config.failure_predictor_args, "max_steps": 4},
+        "finetune_args": {**config.finetune_args, "max_steps": 2, "per_device_train_batch_size": 8},
+        **overrides,
+    }
+    return dataclasses.replace(config, **fields), paths
+
+
 @pytest.mark.slow
-def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypatch):
+def test_the_loop_runs_two_rounds_and_resumes(tmp_path, monkeypatch):
     """Two rounds end to end; a re-run skips everything; a new λ re-runs exactly the stages it invalidates."""
     import yaml
     from peft import PeftModel
@@ -21,11 +45,9 @@ def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypat
     from mds_vqa.pipeline import Pipeline, PipelineConfig
 
     monkeypatch.chdir(tmp_path)
-    demo = load_recipe("demo")
-    args = demo.DemoArguments(
-        output_dir=str(tmp_path / "demo"), videos_per_domain=16, rounds=2, fp_steps=4, grpo_steps=2
-    )
-    summary = demo.main(args)
+    config, paths = _toy_loop(tmp_path, rounds=2)
+    (tmp_path / "demo" / "pipeline.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    summary = Pipeline(config).run()
     run = tmp_path / "demo" / "run"
 
     # every artifact exists and loads
@@ -34,7 +56,7 @@ def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypat
         assert len(selection) > 0 and "rank" in selection.column_names
         labelled = load_from_disk(str(run / f"round_{r}" / "labelled"))
         assert sorted(labelled["video_id"]) == sorted(selection["video_id"])
-    base, _ = load_model_and_processor(str(tmp_path / "demo" / "assets" / "tiny_qwen2_5_vl"), dtype="float32")
+    base, _ = load_model_and_processor(paths["model"], dtype="float32")
     PeftModel.from_pretrained(base, str(run / "round_2" / "adapter"))
     assert (run / "round_1" / "model" / "config.json").exists()  # round 2 started from the fine-tuned f
 
@@ -63,7 +85,7 @@ def test_demo_runs_the_whole_loop_for_two_rounds_and_resumes(tmp_path, monkeypat
     assert all(not t["skipped"] for t in summary["stages"]) and "r2_finetune" in stages
 
     # resume: a second run skips every finished stage
-    again = demo.main(args)
+    again = Pipeline(config).run()
     assert again["stages"] and all(t["skipped"] for t in again["stages"])
     assert Path(again["report_dir"]) == run / "report"
 

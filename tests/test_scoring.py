@@ -110,7 +110,7 @@ def test_generate_mode_runs_the_real_model_end_to_end(model_and_processor, video
     model, processor = model_and_processor
     _, rows = video_dir
     out = score_videos(model, processor, [rows[0]["video"]], ScoringConfig(mode="generate", max_new_tokens=6), SMALL)
-    assert set(out[0]) == {"score", "texts", "parse_failures"} and len(out[0]["texts"]) == 1
+    assert set(out[0]) == {"score", "std", "texts", "parse_failures"} and len(out[0]["texts"]) == 1
     # the random tiny model rarely writes a number: whatever it wrote is parsed, never replaced by a random value
     from mds_vqa.prompts import parse_score
 

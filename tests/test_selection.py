@@ -265,7 +265,7 @@ def test_missing_inputs_unknown_strategy_and_length_mismatch_raise(pool_data):
 
 
 def test_registry_lists_every_strategy_of_the_design():
-    assert set(STRATEGIES) == {"mds", "difficulty", "diversity", "coreset", "random"}
+    assert set(STRATEGIES) == {"mds", "difficulty", "diversity", "coreset", "random", "uncertainty", "noise_stability"}
     assert STRATEGIES["mds"].needs_difficulty and STRATEGIES["mds"].needs_features
     assert not STRATEGIES["random"].needs_features
 

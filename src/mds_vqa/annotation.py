@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ class SimulatedAnnotator:
     Args:
         oracle: pool Dataset with ``video_id`` and ``mos`` (the held-out labels).
         noise_std: std of Gaussian rater noise added to each revealed MOS (on the oracle's scale).
-        seed: seed of the noise.
+        seed: seed of the noise. A video's noise depends only on ``seed`` and its id, so two annotators with one
+            seed (e.g. one per strategy when strategies are compared) give a video the same label.
         log_path: a JSON-lines file where each request is logged (ids, budget spent so far).
     """
 
@@ -59,9 +61,14 @@ class SimulatedAnnotator:
         self._row = {vid: i for i, vid in enumerate(ids)}
         self.id_column = id_column
         self.noise_std = noise_std
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.log_path = Path(log_path) if log_path is not None else None
         self.revealed: list[str] = []
+
+    def rater_noise(self, video_id: str) -> float:
+        """The rater noise of ``video_id``: drawn from a generator seeded by ``seed`` and the id's CRC-32."""
+        rng = np.random.default_rng([self.seed, zlib.crc32(str(video_id).encode())])
+        return float(rng.normal(0.0, self.noise_std))
 
     @property
     def spent(self) -> int:
@@ -85,7 +92,7 @@ class SimulatedAnnotator:
             row = self._oracle[self._row[vid]]
             mos = float(row["mos"])
             if self.noise_std > 0:
-                mos += float(self.rng.normal(0.0, self.noise_std))
+                mos += self.rater_noise(vid)
             std = row.get("mos_std")
             rows.append(
                 {

@@ -104,6 +104,23 @@ class VideoGRPOTrainer(GRPOTrainer):
         config = self.model.config
         self._video_token_id = getattr(config, "video_token_id", None)
         self._image_token_id = getattr(config, "image_token_id", None)
+        self._suppress_vision_tokens(config)
+
+    def _suppress_vision_tokens(self, config) -> None:
+        """Never sample a vision placeholder (video/image pad, vision start/end): TRL suppresses the image token only,
+        and a sampled video token makes the log-prob pass count more video tokens than the video has features."""
+        ids = [
+            getattr(config, name, None)
+            for name in ("video_token_id", "image_token_id", "vision_start_token_id", "vision_end_token_id")
+        ]
+        ids = [i for i in ids if i is not None]
+        generation_config = getattr(self, "generation_config", None)
+        if not ids or generation_config is None:  # vLLM generation: its own sampling parameters
+            return
+        suppress = sorted(set(generation_config.suppress_tokens or []) | set(ids))
+        generation_config.suppress_tokens = suppress
+        if isinstance(getattr(self, "generation_kwargs", None), dict):
+            self.generation_kwargs["suppress_tokens"] = suppress
 
     # -- sampling --------------------------------------------------------------------------------------------------
     def _get_train_sampler(self, dataset=None):

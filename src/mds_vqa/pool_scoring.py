@@ -5,7 +5,9 @@ batches ahead of the model (:func:`mds_vqa.scoring_inputs.scoring_batches`, pinn
 the model reads them (:func:`mds_vqa.scoring.score_inputs`). Results go to ``work_dir`` in shards as they come
 (:class:`~mds_vqa.resumable.ResumableRun`), an undecodable video is recorded with its cause and skipped, and the main
 process merges every shard into the pool with the score columns, a ``<column>_error`` column and a summary (mode
-``both``: also the two readings' agreement). The settings the scores depend on are saved in ``work_dir``: a resume
+``both``: also the two readings' agreement). The uncertainty baselines' inputs are among the score columns:
+``<column>_std`` (generate, both: the spread of a video's sampled answers, with ``num_samples`` > 1) and
+``<column>_instability`` (expectation, both, with ``noise_draws`` > 0: how far weight noise moves the expectation). The settings the scores depend on are saved in ``work_dir``: a resume
 with other settings is refused (the loader's settings, which do not change a score, may differ).
 """
 
@@ -17,6 +19,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .modeling import VideoSamplingConfig
 from .resumable import (
@@ -72,21 +76,37 @@ def scoring_run_config(
 
 
 _EXPECTATION_FIELDS = ("digit_probs", "digit_mass", "answer_offset")
-_GENERATE_FIELDS = ("texts", "parse_failures")
+_NOISE_FIELDS = ("instability",)  # expectation with noise_draws > 0
+_GENERATE_FIELDS = ("std", "texts", "parse_failures")
 
 
-def _result_columns(column: str, mode: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _result_fields(scoring: ScoringConfig) -> tuple[str, ...]:
+    """The extra fields of a scoring result that get a ``<column>_<field>`` column, for ``scoring``'s mode."""
+    fields: tuple[str, ...] = ("expectation", "generate") if scoring.mode == "both" else ()
+    if "expectation" in scoring.reading_modes:
+        fields += _EXPECTATION_FIELDS + (_NOISE_FIELDS if scoring.noise_draws > 0 else ())
+    if "generate" in scoring.reading_modes:
+        fields += _GENERATE_FIELDS
+    return fields
+
+
+def _result_columns(column: str, scoring: ScoringConfig, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The columns a scoring result is stored in: ``<column>`` and ``<column>_<field>`` for each extra field of the
     mode (both: ``<column>_expectation`` and ``<column>_generate`` too)."""
-    fields = {"expectation": _EXPECTATION_FIELDS, "generate": _GENERATE_FIELDS}.get(mode)
-    if fields is None:  # both
-        fields = ("expectation", "generate", *_EXPECTATION_FIELDS, *_GENERATE_FIELDS)
+    if scoring.mode == "both":
         results = [{**r, "expectation": r["score_expectation"], "generate": r["score_generate"]} for r in results]
+    fields = _result_fields(scoring)
     return [{column: r["score"], **{f"{column}_{f}": r[f] for f in fields}} for r in results]
 
 
 def _finite(value) -> bool:
     return value is not None and not math.isnan(value)
+
+
+def _mean_finite(values: list[float | None]) -> float | None:
+    """The mean of the finite values (``None`` when there is none)."""
+    kept = [v for v in values if _finite(v)]
+    return sum(kept) / len(kept) if kept else None
 
 
 def result_column(scored, name: str) -> list[Any]:
@@ -109,7 +129,8 @@ def reading_agreement(expectation: list[float | None], generated: list[float | N
 
 
 def _mode_summary(scored, column: str, scoring: ScoringConfig, scored_count: int) -> dict[str, Any]:
-    """The reading-specific counts of a run (answers without a digit, parse failures, the readings' agreement)."""
+    """The reading-specific counts of a run (answers without a digit, the mean weight-noise instability, parse
+    failures, the readings' agreement)."""
     summary: dict[str, Any] = {"primary_reading": scoring.primary_mode}
     if "expectation" in scoring.reading_modes:
         summary["answer_reading"] = scoring.reading
@@ -117,6 +138,9 @@ def _mode_summary(scored, column: str, scoring: ScoringConfig, scored_count: int
         if scoring.reading == "first_digit":  # read at the prefix: no digit within max_skip_tokens
             offsets, scores = result_column(scored, f"{column}_answer_offset"), scored[column]
             summary["no_digit_answers"] = sum(1 for o, s in zip(offsets, scores) if o is None and s is not None)
+        if scoring.noise_draws > 0:
+            summary["noise_draws"] = scoring.noise_draws
+            summary["mean_instability"] = _mean_finite(result_column(scored, f"{column}_instability"))
     if "generate" in scoring.reading_modes:
         summary["parse_failures"] = int(sum(n or 0 for n in result_column(scored, f"{column}_parse_failures")))
         summary["samples"] = scoring.num_samples * scored_count
@@ -145,7 +169,9 @@ def score_pool(
 
     Returns:
         On the main process, ``(scored pool, summary)``: the pool with ``<column>`` (None where a video was not
-        scored), the mode's extra columns and ``<column>_error`` (why a video could not be read), and the counts of
+        scored), the mode's extra columns (``<column>_digit_probs``, ``_digit_mass``, ``_answer_offset`` and, with
+        ``noise_draws`` > 0, ``_instability`` for the expectation; ``_std``, ``_texts``, ``_parse_failures`` for
+        generation; ``_expectation`` and ``_generate`` in mode both) and ``<column>_error`` (why a video could not be read), and the counts of
         this run summed over every process. ``None`` on the other processes.
     """
     work_dir = Path(work_dir)
@@ -153,9 +179,10 @@ def score_pool(
     if state.is_main_process:  # what it writes equals what every other process checks against
         check_run_config(work_dir, run_config, write=True, what="scores")
     column = run.column
+    torch.manual_seed(scoring.seed + state.process_index)  # sampled answers: reproducible per process
 
     def fn(prepared: ScoringInputs) -> list[dict[str, Any]]:
-        return _result_columns(column, scoring.mode, score_inputs(model, processor, prepared, scoring))
+        return _result_columns(column, scoring, score_inputs(model, processor, prepared, scoring))
 
     videos, ids = pool["video"], pool["video_id"]
 

@@ -11,9 +11,15 @@
   a smooth loss and works with gradient checkpointing, where the greedy skip would move the read position as LoRA
   changes the argmax), so g is scored the same way by default.
 
+``noise_draws`` > 0 (expectation and both): the expectation is read again with the language model's weights
+perturbed by each of ``noise_draws`` fixed Gaussian draws (:func:`mds_vqa.weight_noise.weight_noise`, relative std
+``noise_std``, draw ``d`` seeded with ``noise_seed + d``), and ``instability`` is the mean over draws of
+``|s_d − s|``, ``s`` the clean score: the ``noise_stability`` selection baseline reads it.
+
 ``generate``: the paper's think + answer (or direct) generation, greedy by default or sampled (``do_sample``,
 ``top_k``, ``temperature``, ``top_p``; ``num_samples`` answers averaged); parsed with
-:func:`~mds_vqa.prompts.parse_score`. A parse failure is NaN and counted, never replaced.
+:func:`~mds_vqa.prompts.parse_score`. A parse failure is NaN and counted, never replaced. ``std`` is the sample
+standard deviation of a video's parsed answers: the ``uncertainty`` selection baseline reads it.
 
 ``both``: both readings of every video; ``score`` is the ``both_primary`` one, ``score_expectation`` and
 ``score_generate`` the two.
@@ -32,12 +38,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .answer_reading import ANSWER_READINGS, answer_tokens, read_answers
 from .modeling import VideoSamplingConfig
 from .prompts import get_prompt, parse_score
 from .scoring_inputs import ScoringInputs, prepare_scoring_inputs
+from .weight_noise import weight_noise
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +110,21 @@ class ScoringConfig:
         default=None, metadata={"help": "Top-k sampling (generate; the released code: 50); null: the checkpoint's."}
     )
     max_new_tokens: int = field(default=512, metadata={"help": "Generation budget (generate)."})
+    noise_draws: int = field(
+        default=0,
+        metadata={
+            "help": "expectation/both: also read the expectation under this many fixed Gaussian perturbations of the "
+            "language model's weights and record the mean |change| as `instability` (noise_stability selection; "
+            "0: off)."
+        },
+    )
+    noise_std: float = field(
+        default=0.02, metadata={"help": "Weight noise std, relative to each layer's weight std (noise_draws > 0)."}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "Seed of sampled answers (generate with sampling); process i uses seed + i."}
+    )
+    noise_seed: int = field(default=0, metadata={"help": "Seed of the first weight-noise draw (draw d: seed + d)."})
     num_workers: int = field(
         default=2,
         metadata={
@@ -122,6 +145,16 @@ class ScoringConfig:
             raise ValueError(f"both_primary must be one of {list(READING_MODES)}, got {self.both_primary!r}")
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.noise_draws < 0 or not self.noise_std >= 0 or self.noise_seed < 0:
+            raise ValueError(
+                f"noise_draws, noise_std and noise_seed must be >= 0, got {self.noise_draws}, {self.noise_std}, "
+                f"{self.noise_seed}"
+            )
+        if self.noise_draws > 0 and "expectation" not in self.reading_modes:
+            raise ValueError(
+                f"noise_draws > 0 perturbs the expectation reading: it needs mode 'expectation' or 'both', "
+                f"not {self.mode!r}"
+            )
         if self.max_skip_tokens < 0:
             raise ValueError(f"max_skip_tokens must be >= 0, got {self.max_skip_tokens}")
         if self.num_workers < 0 or self.prefetch_factor < 1:
@@ -143,8 +176,9 @@ class ScoringConfig:
         return "direct" if mode == "expectation" else "thinking"
 
     def for_mode(self, mode: str) -> ScoringConfig:
-        """This config with one reading ``mode`` (``expectation`` or ``generate``)."""
-        return dataclasses.replace(self, mode=mode)
+        """This config with one reading ``mode`` (``expectation`` or ``generate``; the weight-noise draws belong to the
+        expectation reading only)."""
+        return dataclasses.replace(self, mode=mode, noise_draws=self.noise_draws if mode == "expectation" else 0)
 
     @property
     def primary_mode(self) -> str:
@@ -226,7 +260,8 @@ def _generation_kwargs(config: ScoringConfig) -> dict[str, Any]:
 @torch.no_grad()
 def generate_scores(model, processor, inputs: dict[str, Any], config: ScoringConfig) -> list[dict[str, Any]]:
     """Generate ``num_samples`` answers per row and parse them. Returns, per row, ``score`` (nan-mean of the parsed
-    answers, NaN when none parsed), ``texts`` and ``parse_failures``."""
+    answers, NaN when none parsed), ``std`` (their sample standard deviation, ddof 1: NaN when fewer than two parsed),
+    ``texts`` and ``parse_failures``."""
     n = config.num_samples
     sequences = model.generate(**inputs, **_generation_kwargs(config))
     texts = processor.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -236,19 +271,43 @@ def generate_scores(model, processor, inputs: dict[str, Any], config: ScoringCon
         parsed = [parse_score(t) for t in mine]
         ok = [s for s in parsed if not math.isnan(s)]
         rows.append(
-            {"score": sum(ok) / len(ok) if ok else math.nan, "texts": mine, "parse_failures": len(parsed) - len(ok)}
+            {
+                "score": sum(ok) / len(ok) if ok else math.nan,
+                "std": float(np.std(ok, ddof=1)) if len(ok) >= 2 else math.nan,
+                "texts": mine,
+                "parse_failures": len(parsed) - len(ok),
+            }
         )
     return rows
+
+
+def _read_expectation(model, processor, inputs: dict[str, Any], config: ScoringConfig) -> list[dict[str, Any]]:
+    """The expectation reading; with ``noise_draws`` > 0 also each row's ``instability``: the mean over the weight-noise
+    draws of ``|s_d − s|``, ``s`` the clean score and ``s_d`` the score read under draw ``d``."""
+    tokens = answer_tokens(processor.tokenizer)
+
+    def read() -> list[dict[str, Any]]:
+        return read_answers(
+            model, inputs, tokens, reading=config.reading, decimals=config.decimals, max_skip=config.max_skip_tokens
+        )
+
+    rows = read()
+    if config.noise_draws == 0:
+        return rows
+    moved = [0.0] * len(rows)
+    for d in range(config.noise_draws):
+        with weight_noise(model, std=config.noise_std, seed=config.noise_seed + d):
+            noisy = read()
+        for i, (clean, perturbed) in enumerate(zip(rows, noisy)):
+            moved[i] += abs(perturbed["score"] - clean["score"])
+    return [{**row, "instability": m / config.noise_draws} for row, m in zip(rows, moved)]
 
 
 def _read(model, processor, inputs: dict[str, Any], config: ScoringConfig) -> list[dict[str, Any]]:
     """One reading (``config.mode``: expectation or generate) of a batch's inputs, on the model's device."""
     if config.mode == "generate":
         return generate_scores(model, processor, inputs, config)
-    tokens = answer_tokens(processor.tokenizer)
-    return read_answers(
-        model, inputs, tokens, reading=config.reading, decimals=config.decimals, max_skip=config.max_skip_tokens
-    )
+    return _read_expectation(model, processor, inputs, config)
 
 
 def score_inputs(model, processor, prepared: ScoringInputs, config: ScoringConfig) -> list[dict[str, Any]]:
@@ -277,9 +336,10 @@ def score_videos(
 ) -> list[dict[str, Any]]:
     """Score a batch of videos in this process (read, process, then the model). Expectation mode returns
     ``{"score", "digit_probs", "digit_mass", "answer_offset"}`` per video (see
-    :func:`mds_vqa.answer_reading.read_answers`); generate mode ``{"score", "texts", "parse_failures"}``; both mode all
-    of these, with ``score`` the primary reading's and ``score_expectation`` / ``score_generate``. Raises
-    :class:`~mds_vqa.video.VideoReadError` for an unreadable video."""
+    :func:`mds_vqa.answer_reading.read_answers`), and ``instability`` with ``noise_draws`` > 0; generate mode
+    ``{"score", "std", "texts", "parse_failures"}``; both mode all of these, with ``score`` the primary reading's and
+    ``score_expectation`` / ``score_generate``. Raises :class:`~mds_vqa.video.VideoReadError` for an unreadable
+    video."""
     config = config or ScoringConfig()
     prepared = prepare_scoring_inputs(processor, list(videos), config, sampling or VideoSamplingConfig())
     return score_inputs(model, processor, prepared, config)

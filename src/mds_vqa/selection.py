@@ -12,14 +12,20 @@ Strategies (:data:`STRATEGIES`, a name → function registry, in :mod:`mds_vqa.s
 - ``coreset``: k-center greedy: the first center is drawn with ``seed``, then each step picks the video farthest
   (largest min Chamfer distance) from the picked set.
 - ``random``: a seeded uniform sample.
+- ``uncertainty``: the videos whose sampled scores spread most (top-k of the standard deviation of the
+  ``num_samples`` generated answers, ``<column>_std`` of a scored pool).
+- ``noise_stability``: the videos whose score moves most under fixed Gaussian perturbations of the language model's
+  weights (top-k of the mean ``|s_d − s|``, ``<column>_instability`` of a pool scored with ``noise_draws`` > 0).
 
-Ties break on the lowest index. Distances are computed in float32 from the stored features (float32 by default),
+``uncertainty`` and ``noise_stability`` take their score as ``difficulty`` (``select("uncertainty",
+difficulty=spread, ...)``). Ties break on the lowest index. Distances are computed in float32 from the stored features (float32 by default),
 running sums and scores in float64 with the released code's arithmetic (``g + λ·(Σ/|D|)``). Results are
 deterministic on a device; across devices they agree except where two candidates' scores differ by less than
 float32 rounding. :func:`select_with_details` also returns, for every pick, its g and its *diversity*: the mean Chamfer
 distance to the videos picked before it (the term λ multiplies).
 
-:func:`select_subset` selects from a pool Dataset (its ``difficulty`` and ``features`` columns) and returns the subset
+:func:`select_subset` selects from a pool Dataset (its ``features`` column and the strategy's score column:
+``difficulty`` for ``mds``/``difficulty``, ``uncertainty`` and ``instability`` by default) and returns the subset
 Dataset (:mod:`mds_vqa.selection_data`); :func:`~mds_vqa.selection_report.write_selection_report` writes its report.
 """
 
@@ -42,6 +48,7 @@ from .selection_data import (
     difficulty_values,
     incomplete_rows,
     leave_out,
+    score_column,
     subset_with_picks,
 )
 from .selection_inputs import (
@@ -87,7 +94,8 @@ class Selection:
     Attributes:
         strategy: the strategy name.
         indices: pool rows in pick order.
-        difficulty: g of each pick (``None`` when no difficulty was given).
+        difficulty: the per-video score of each pick (g; the sampled-score spread for ``uncertainty``, the
+            weight-noise instability for ``noise_stability``; ``None`` when none was given).
         diversity: mean Chamfer distance of each pick to the videos picked before it (NaN for the first pick;
             ``None`` when no features were given).
         seconds: wall time of the selection itself.
@@ -141,10 +149,12 @@ def select_with_details(
     """Run ``strategy`` and return a :class:`Selection` (indices in pick order, g and diversity at each pick).
 
     Args:
-        strategy: a key of :data:`STRATEGIES` (``mds``, ``difficulty``, ``diversity``, ``coreset``, ``random``).
-        difficulty: g per video (list, array or tensor); may be ``None`` for strategies that do not use it.
+        strategy: a key of :data:`STRATEGIES` (``mds``, ``difficulty``, ``diversity``, ``coreset``, ``random``,
+            ``uncertainty``, ``noise_stability``).
+        difficulty: the per-video score (list, array or tensor): g, or for ``uncertainty`` / ``noise_stability``
+            the sampled-score spread / the weight-noise instability; may be ``None`` for strategies that use none.
         features: per-video frame features: ``(N, F, d)``, a list of ``(F_i, d)`` or a
-            :class:`~mds_vqa.diversity.FramePool`; may be ``None`` for ``difficulty`` and ``random``.
+            :class:`~mds_vqa.diversity.FramePool`; may be ``None`` for the top-k strategies and ``random``.
         budget: an int (count) or a float in (0, 1] (fraction of the pool).
         lam: λ, the weight of the diversity term (``mds`` only), ≥ 0.
         seed: seeds ``random`` and the first ``coreset`` center.
@@ -161,7 +171,7 @@ def select_with_details(
         labelled_features: frame features of videos labelled before (earlier rounds, the source pool), in the
             formats of ``features``: ``mds`` and ``diversity`` then average the diversity term over them and the
             picks so far, and ``coreset`` starts with them as centers. ``None``: the released algorithm.
-        compute_diversity: for strategies that do not compute it while picking (``difficulty``, ``random``), compute
+        compute_diversity: for strategies that do not compute it while picking (the top-k ones, ``random``), compute
             the diversity of each pick afterwards (``len(selection)`` passes over the selection).
 
     Raises:
@@ -260,7 +270,7 @@ def select_subset(
     budget: int | float | str = 0.05,
     lam: float = 0.25,
     seed: int = 0,
-    difficulty_column: str = "difficulty",
+    difficulty_column: str | None = None,
     features_column: str = "features",
     id_column: str = "video_id",
     device: str | torch.device | None = "auto",
@@ -272,17 +282,24 @@ def select_subset(
     source: str = "the pool",
     labelled: Sequence[Dataset] = (),
 ) -> SubsetSelection:
-    """Select from a pool Dataset: g from ``difficulty_column``, frame features from ``features_column``.
+    """Select from a pool Dataset: the per-video score from ``difficulty_column``, frame features from
+    ``features_column``.
 
-    ``budget`` is anything :func:`parse_budget` reads. Rows without features or with a NaN g (when the strategy uses
-    them) raise ``ValueError`` naming them, or are left out with ``drop_incomplete``. ``compare_random`` also measures
-    the mean pairwise distance of a seeded random subset of the same size (for the report). ``source`` names the pool
-    in error messages. ``labelled``: Datasets with the ``features_column`` of videos labelled before (earlier rounds,
-    the source pool): the diversity term then counts them (see :func:`select_with_details`). Returns the subset (pick order, with ``rank``, ``g``, ``diversity``, ``pool_index``; the
-    features column dropped unless ``keep_features``) and everything the report needs (:class:`SubsetSelection`).
-    """
+    ``difficulty_column`` ``None`` (default) reads the strategy's own score column
+    (:attr:`~mds_vqa.selection_strategies.Strategy.score_column`: ``difficulty`` (g) for ``mds`` and ``difficulty``,
+    ``uncertainty`` for ``uncertainty``, ``instability`` for ``noise_stability``; ``difficulty``, when present, for
+    the others, which only report it). A strategy that needs a missing column raises ``KeyError`` naming the column
+    and the strategy. ``budget`` is anything :func:`parse_budget` reads. Rows without features or with a NaN score
+    (when the strategy uses them) raise ``ValueError`` naming them, or are left out with ``drop_incomplete``.
+    ``compare_random`` also measures the mean pairwise distance of a seeded random subset of the same size (for the
+    report). ``source`` names the pool in error messages. ``labelled``: Datasets with the ``features_column`` of videos labelled before (earlier rounds,
+    the source pool): the diversity term then counts them (see :func:`select_with_details`). Returns the subset
+    (pick order, with ``rank``, ``g`` (the score read), ``diversity``, ``pool_index``; the features column dropped
+    unless ``keep_features``) and everything the report needs (:class:`SubsetSelection`, with the column read as
+    ``score_column``)."""
     get_strategy(strategy)
     budget = parse_budget(budget)
+    difficulty_column = score_column(strategy, difficulty_column)
     has_g, has_features = check_columns(
         pool, strategy, difficulty_column=difficulty_column, features_column=features_column, source=source
     )
@@ -315,4 +332,6 @@ def select_subset(
     subset = subset_with_picks(
         pool, result, pool_index, difficulty=g_pool, features_column=features_column, keep_features=keep_features
     )
-    return SubsetSelection(subset, result, pool, pool_index, dropped, g_pool, frames, random_div)
+    return SubsetSelection(
+        subset, result, pool, pool_index, dropped, g_pool, frames, random_div, score_column=difficulty_column
+    )

@@ -1,9 +1,14 @@
 """The Dataset side of a selection: the inputs a strategy reads from a pool's columns, and the subset written back.
 
 :func:`mds_vqa.selection.select_subset` runs these steps around :func:`mds_vqa.selection.select_with_details`:
-:func:`check_columns` (the strategy's columns exist), :func:`incomplete_rows` and :func:`leave_out` (rows without
-features or with a NaN g), :func:`difficulty_values`, then :func:`subset_with_picks` (the picked rows in pick order
-with ``rank``, ``g``, ``diversity`` and ``pool_index``). The result is a :class:`SubsetSelection`.
+:func:`score_column` (which column holds the strategy's per-video score), :func:`check_columns` (the strategy's
+columns exist), :func:`incomplete_rows` and :func:`leave_out` (rows without features or with a NaN score),
+:func:`difficulty_values`, then :func:`subset_with_picks` (the picked rows in pick order with ``rank``, ``g``,
+``diversity`` and ``pool_index``). The result is a :class:`SubsetSelection`.
+
+The per-video score is the failure predictor's difficulty g for ``mds`` and ``difficulty``, the spread of the sampled
+scores for ``uncertainty`` and the weight-noise instability for ``noise_stability``; the ``g`` column of the subset
+holds whichever the strategy ranked by.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ __all__ = [
     "difficulty_values",
     "incomplete_rows",
     "leave_out",
+    "score_column",
     "subset_with_picks",
 ]
 
 PICK_COLUMNS = ("rank", "g", "diversity", "pool_index")
+# The suffix of the column recipes/score.py writes each strategy's score to (after its --score_column)
+_SCORE_SUFFIXES = {"uncertainty": "_std", "noise_stability": "_instability"}
 
 
 @dataclass
@@ -48,10 +56,12 @@ class SubsetSelection:
         pool: the rows the strategy chose from (the input pool less the rows left out).
         pool_index: for each pick, its row in the input pool.
         dropped: rows left out, by reason, as video ids (row numbers without an id column).
-        difficulty: g of every row of ``pool`` (``None`` without a difficulty column).
+        difficulty: the per-video score of every row of ``pool`` (g for ``mds``/``difficulty``; ``None`` without
+            its column).
         frames: the features of ``pool`` as ``(frames, lengths)`` (``None`` without a features column).
         random_diversity: mean pairwise Chamfer distance of a seeded random subset of the same size (``None`` when
             not computed).
+        score_column: the column ``difficulty`` was read from (see :func:`score_column`).
     """
 
     subset: Dataset
@@ -62,18 +72,35 @@ class SubsetSelection:
     difficulty: np.ndarray | None = None
     frames: tuple[np.ndarray, np.ndarray] | None = None
     random_diversity: float | None = None
+    score_column: str | None = None
+
+
+def score_column(strategy: str, column: str | None = None) -> str:
+    """The pool column holding ``strategy``'s per-video score: ``column`` when given, else the strategy's own
+    (:attr:`~mds_vqa.selection_strategies.Strategy.score_column`: ``difficulty`` for ``mds`` and ``difficulty``,
+    ``uncertainty``, ``instability``), else ``difficulty`` (g, read when present only to report it)."""
+    if column is not None:
+        return column
+    return get_strategy(strategy).score_column or "difficulty"
 
 
 def check_columns(
     ds: Dataset, strategy: str, *, difficulty_column: str, features_column: str, source: str
 ) -> tuple[bool, bool]:
-    """Whether ``ds`` has the difficulty and the features column; ``KeyError`` when ``strategy`` needs a missing
-    one (``source`` names the pool in the message)."""
+    """Whether ``ds`` has the score (``difficulty_column``) and the features column; ``KeyError`` naming the column
+    and the strategy when ``strategy`` needs a missing one (``source`` names the pool in the message)."""
     spec = get_strategy(strategy)
     has_g = difficulty_column in ds.column_names
     has_features = features_column in ds.column_names
     if spec.needs_difficulty and not has_g:
-        raise KeyError(f"Strategy {strategy!r} needs a {difficulty_column!r} column in {source}")
+        suffix = _SCORE_SUFFIXES.get(strategy)
+        where = (
+            f" (its per-video score: recipes/score.py writes it as '<score_column>{suffix}', e.g. 'score{suffix}'; "
+            "name it with difficulty_column)"
+            if suffix
+            else ""
+        )
+        raise KeyError(f"Strategy {strategy!r} needs a {difficulty_column!r} column in {source}{where}")
     if spec.needs_features and not has_features:
         raise KeyError(
             f"Strategy {strategy!r} needs a {features_column!r} column in {source} "
@@ -83,14 +110,15 @@ def check_columns(
 
 
 def difficulty_values(ds: Dataset, column: str) -> np.ndarray:
-    """The difficulty column as float64, ``None`` as NaN."""
+    """A score column (g, or the strategy's per-video score) as float64, ``None`` as NaN."""
     return np.asarray([np.nan if v is None else v for v in column_values(ds, column)], dtype=np.float64)
 
 
 def incomplete_rows(
     ds: Dataset, strategy: str, *, difficulty_column: str, features_column: str, use_features: bool
 ) -> dict[str, list[int]]:
-    """Rows ``strategy`` cannot use, by reason: no features (when ``use_features``), a NaN g (when it needs g)."""
+    """Rows ``strategy`` cannot use, by reason: no features (when ``use_features``), a NaN score (when it needs
+    one)."""
     problems: dict[str, list[int]] = {}
     if use_features:
         missing = missing_feature_rows(ds, features_column)
@@ -134,7 +162,8 @@ def subset_with_picks(
     keep_features: bool,
 ) -> Dataset:
     """The picked rows of ``pool`` in pick order with the :data:`PICK_COLUMNS` (replacing columns of those names):
-    ``rank`` (1 = first pick), ``g``, ``diversity`` (NaN/absent as null) and ``pool_index``. The features column is
+    ``rank`` (1 = first pick), ``g`` (the strategy's per-video score), ``diversity`` (NaN/absent as null) and
+    ``pool_index``. The features column is
     removed unless ``keep_features``."""
     picks = selection.indices
     subset = pool.select(picks)

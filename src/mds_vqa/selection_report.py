@@ -1,5 +1,9 @@
 """The report of a selection: ``report.md`` with the settings, a summary, a 2-D map of the pool's features with the
-picks, the distribution of g in the pool and in the subset, and the first picks."""
+picks, the distribution of the per-video score in the pool and in the subset, and the first picks.
+
+The per-video score is called ``g`` for the strategies that rank by the failure predictor's difficulty (and for those
+that rank by none, which only report it), and by the strategy's own name for it otherwise (``uncertainty``,
+``instability``), with the column it was read from in the settings."""
 
 from __future__ import annotations
 
@@ -70,8 +74,11 @@ def plot_feature_map(coords: np.ndarray, picked: Sequence[int], path: str, *, ti
     return path
 
 
-def plot_difficulty_distribution(g_pool: np.ndarray, g_picked: np.ndarray, path: str, *, title: str) -> str:
-    """Histograms (densities) of g in the pool and in the selection; saved as PNG at ``path``."""
+def plot_difficulty_distribution(
+    g_pool: np.ndarray, g_picked: np.ndarray, path: str, *, title: str, xlabel: str = "difficulty g"
+) -> str:
+    """Histograms (densities) of g (or another per-video score, named by ``xlabel``) in the pool and in the
+    selection; saved as PNG at ``path``."""
     plt = pyplot()
     g_pool = np.asarray(g_pool, dtype=np.float64)
     g_picked = np.asarray(g_picked, dtype=np.float64)
@@ -83,7 +90,7 @@ def plot_difficulty_distribution(g_pool: np.ndarray, g_picked: np.ndarray, path:
         g_picked, bins=bins, density=True, alpha=0.6, color="#d95f02",
         label=f"selected (mean {np.nanmean(g_picked):.3f})",
     )  # fmt: skip
-    ax.set_xlabel("difficulty g")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -94,6 +101,13 @@ def plot_difficulty_distribution(g_pool: np.ndarray, g_picked: np.ndarray, path:
 
 def _number(value) -> str:
     return format_number(value, 4, missing="—")
+
+
+def _score_label(chosen: SubsetSelection) -> str:
+    """What the report calls the per-video score: ``g`` for difficulty (and strategies that rank by no score), the
+    strategy's name for its score otherwise."""
+    own = STRATEGIES[chosen.selection.strategy].score_column
+    return "g" if own in (None, "difficulty") else own
 
 
 def write_selection_report(
@@ -126,7 +140,7 @@ def write_selection_report(
         "",
         "## First picks",
         "",
-        markdown_table(["rank", "video", "g", "diversity"], _first_picks(chosen, id_column)),
+        markdown_table(["rank", "video", _score_label(chosen), "diversity"], _first_picks(chosen, id_column)),
     ]
     lines += [
         "",
@@ -149,6 +163,10 @@ def _settings(chosen: SubsetSelection, pool_path: str, lam: float, seed: int, fe
         ["budget", f"{b} ({100 * b / n:.2f} % of the pool)"],
         ["λ", f"{lam}" if strategy == "mds" else f"not used by `{strategy}`"],
         ["seed", f"{seed}"],
+    ]
+    if chosen.difficulty is not None and chosen.score_column is not None:
+        rows.append([f"{_score_label(chosen)} column", f"`{chosen.score_column}`"])
+    rows += [
         ["device, feature storage", f"{result.device}, {params.get('storage_dtype') or '—'}"],
         ["selection time", f"{result.seconds:.2f} s"],
     ]
@@ -176,7 +194,8 @@ def _summary(chosen: SubsetSelection) -> list[list]:
     rows = []
     if g_pool is not None:
         g_sel = g_pool[result.indices]
-        rows.append(["mean g", _number(np.nanmean(g_pool)), _number(np.nanmean(g_sel)), "—"])
+        label = f"mean {_score_label(chosen)}"
+        rows.append([label, _number(np.nanmean(g_pool)), _number(np.nanmean(g_sel)), "—"])
     if result.diversity is not None:
         sel_div = mean_pairwise_distance(result.diversity)
         rows.append(["mean pairwise Chamfer distance", "—", _number(sel_div), _number(chosen.random_diversity)])
@@ -203,10 +222,17 @@ def _pictures(chosen: SubsetSelection, out: Path) -> list[str]:
             "![pool features with the selected videos](feature_map.png)",
         ]
     if g_pool is not None and np.isfinite(g_pool).any():
+        label = _score_label(chosen)
+        name = "difficulty g" if label == "g" else label
         plot_difficulty_distribution(
-            g_pool, g_pool[result.indices], str(out / "difficulty.png"), title=f"{strategy}: difficulty g"
+            g_pool, g_pool[result.indices], str(out / "difficulty.png"), title=f"{strategy}: {name}", xlabel=name
         )
-        lines += ["", "## Difficulty g in the pool and in the selection", "", "![g distribution](difficulty.png)"]
+        lines += [
+            "",
+            f"## {name[0].upper()}{name[1:]} in the pool and in the selection",
+            "",
+            f"![{label} distribution](difficulty.png)",
+        ]
     return lines
 
 

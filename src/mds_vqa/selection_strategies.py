@@ -5,7 +5,16 @@
 - ``diversity``: the same greedy with g ≡ 0 (first pick: row 0);
 - ``coreset``: k-center greedy: the first center is drawn with ``seed``, then each step picks the video farthest
   (largest min Chamfer distance) from the picked set;
-- ``random``: a seeded uniform sample.
+- ``random``: a seeded uniform sample;
+- ``uncertainty``: the videos whose sampled scores spread most (top-k of the per-video standard deviation of the
+  ``num_samples`` answers generated for it: ``<column>_std`` of a pool scored with ``mode: generate``);
+- ``noise_stability``: the videos whose score moves most under weight noise (top-k of the mean ``|s_d − s|`` over
+  fixed Gaussian perturbations of the language model's weights, deep active learning via noise stability:
+  ``<column>_instability`` of a pool scored with ``noise_draws`` > 0).
+
+The top-k strategies (``difficulty``, ``uncertainty``, ``noise_stability``) break ties on the lowest index. Each
+strategy names the pool column it reads its per-video score from by default (:attr:`Strategy.score_column`);
+:func:`mds_vqa.selection.select` takes that score as ``difficulty`` whatever it measures.
 
 With ``labelled`` (a :class:`~mds_vqa.frame_pool.FramePool` of videos labelled before: earlier rounds, the source),
 ``mds`` and ``diversity`` average their diversity term over the labelled videos and the picks so far
@@ -13,7 +22,7 @@ With ``labelled`` (a :class:`~mds_vqa.frame_pool.FramePool` of videos labelled b
 then the video farthest from them, not a random one), as ranked-batch and core-set active learning do.
 
 A strategy is ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy, stats, labelled)`` returning
-``(indices, diversity_or_None)``; add one with :func:`register_strategy`. Run them through
+``(indices, diversity_or_None)``, ``g`` being its per-video score; add one with :func:`register_strategy`. Run them through
 :func:`mds_vqa.selection.select`, which validates the inputs.
 """
 
@@ -34,24 +43,30 @@ __all__ = ["STRATEGIES", "Strategy", "get_strategy", "register_strategy"]
 
 @dataclass(frozen=True)
 class Strategy:
-    """A registered strategy: the function and which inputs it needs."""
+    """A registered strategy: the function, which inputs it needs (``needs_difficulty``: a per-video score, passed
+    as ``difficulty``) and ``score_column``, the pool column that score is read from by default (``None`` for a
+    strategy that reads none)."""
 
     fn: Callable
     needs_difficulty: bool
     needs_features: bool
     description: str
+    score_column: str | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def register_strategy(name: str, *, needs_difficulty: bool, needs_features: bool, description: str):
+def register_strategy(
+    name: str, *, needs_difficulty: bool, needs_features: bool, description: str, score_column: str | None = None
+):
     """Decorator: add a strategy ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy,
-    stats)`` to the registry; it returns ``(indices, diversity_or_None)`` and may record counters in the ``stats``
-    dict (they land in :attr:`mds_vqa.selection.Selection.params`)."""
+    stats, labelled)`` to the registry; it returns ``(indices, diversity_or_None)`` and may record counters in the
+    ``stats`` dict (they land in :attr:`mds_vqa.selection.Selection.params`). ``score_column``: the pool column its
+    per-video score ``g`` is read from by default (with ``needs_difficulty``)."""
 
     def wrap(fn: Callable) -> Callable:
-        STRATEGIES[name] = Strategy(fn, needs_difficulty, needs_features, description)
+        STRATEGIES[name] = Strategy(fn, needs_difficulty, needs_features, description, score_column)
         return fn
 
     return wrap
@@ -65,7 +80,11 @@ def get_strategy(name: str) -> Strategy:
 
 
 @register_strategy(
-    "mds", needs_difficulty=True, needs_features=True, description="difficulty × diversity greedy (MDS-VQA)"
+    "mds",
+    needs_difficulty=True,
+    needs_features=True,
+    description="difficulty × diversity greedy (MDS-VQA)",
+    score_column="difficulty",
 )
 def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
     g_t = torch.as_tensor(g, dtype=torch.float64, device=device)
@@ -104,10 +123,41 @@ def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, la
     )
 
 
-@register_strategy("difficulty", needs_difficulty=True, needs_features=False, description="top-g (λ = 0)")
+def _top_k(g: np.ndarray, budget: int) -> list[int]:
+    """The ``budget`` highest values of ``g``, highest first; ties keep the lowest index first."""
+    order = np.argsort(-g, kind="stable")[:budget]
+    return [int(i) for i in order]
+
+
+@register_strategy(
+    "difficulty", needs_difficulty=True, needs_features=False, description="top-g (λ = 0)", score_column="difficulty"
+)
 def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
-    order = np.argsort(-g, kind="stable")[:budget]  # stable: ties keep the lowest index first
-    return [int(i) for i in order], None
+    return _top_k(g, budget), None
+
+
+@register_strategy(
+    "uncertainty",
+    needs_difficulty=True,
+    needs_features=False,
+    description="top-k spread (standard deviation) of the sampled scores",
+    score_column="uncertainty",
+)
+def _uncertainty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
+    return _top_k(g, budget), None
+
+
+@register_strategy(
+    "noise_stability",
+    needs_difficulty=True,
+    needs_features=False,
+    description="top-k score change under weight noise (noise stability)",
+    score_column="instability",
+)
+def _noise_stability(
+    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None
+):
+    return _top_k(g, budget), None
 
 
 @register_strategy(

@@ -230,20 +230,39 @@ def register_tiny_open_clip(name: str = TINY_OPEN_CLIP_NAME, embed_dim: int = 32
 
 @dataclass(frozen=True)
 class Distortion:
-    """Controlled distortions: Gaussian ``blur`` sigma (pixels), additive Gaussian ``noise`` std (0–255 scale) and
-    x264 ``crf`` (0 = lossless … 51 = worst)."""
+    """Controlled distortions: Gaussian ``blur`` sigma (pixels), additive Gaussian ``noise`` std (0–255 scale), x264
+    ``crf`` (0 = lossless … 51 = worst), ``pixelate`` (block size in pixels: the frame is shrunk by this factor and
+    enlarged back with nearest-neighbour, 1 = none) and ``washout`` (contrast lost towards mid-grey, 0 = none … 1 =
+    flat grey)."""
 
     blur: float = 0.0
     noise: float = 0.0
     crf: int = 18
+    pixelate: int = 1
+    washout: float = 0.0
 
     def severity(self) -> float:
         """A scalar badness: 0 for a pristine video, growing with every distortion (used to define true quality)."""
-        return self.blur / 2.0 + self.noise / 25.0 + max(0, self.crf - 18) / 16.0
+        return (
+            self.blur / 2.0
+            + self.noise / 25.0
+            + max(0, self.crf - 18) / 16.0
+            + (max(1, self.pixelate) - 1) / 4.0
+            + 2.5 * self.washout
+        )
 
     def quality(self) -> float:
         """The "true" quality in [1, 5]: 5 for pristine, decreasing monotonically with :meth:`severity`."""
         return 1.0 + 4.0 * math.exp(-self.severity())
+
+
+def _pixelate(frames: np.ndarray, block: int) -> np.ndarray:
+    """Shrink each frame by ``block`` (block means) and enlarge it back with nearest-neighbour."""
+    t, h, w, c = frames.shape
+    hb, wb = -(-h // block), -(-w // block)
+    padded = np.pad(frames, ((0, 0), (0, hb * block - h), (0, wb * block - w), (0, 0)), mode="edge")
+    means = padded.reshape(t, hb, block, wb, block, c).mean(axis=(2, 4))
+    return np.repeat(np.repeat(means, block, axis=1), block, axis=2)[:, :h, :w]
 
 
 def _content(num_frames: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -279,8 +298,9 @@ def make_video(
 ) -> str:
     """Write a short H.264 mp4 (PyAV/libx264, yuv420p) of generated content with ``distortion`` applied.
 
-    Blur and noise are applied to the pixels, compression through the x264 CRF. Same ``seed`` → same content, so two
-    videos that differ only in their distortion have a known quality order. Returns the path as a string.
+    Blur, pixelation, washout and noise are applied to the pixels (in that order), compression through the x264 CRF.
+    Same ``seed`` → same content, so two videos that differ only in their distortion have a known quality order.
+    Returns the path as a string.
     """
     import av
     from scipy.ndimage import gaussian_filter
@@ -291,6 +311,10 @@ def make_video(
     frames = _content(num_frames, height, width, rng)
     if distortion.blur > 0:
         frames = gaussian_filter(frames, sigma=(0, distortion.blur, distortion.blur, 0))
+    if distortion.pixelate > 1:
+        frames = _pixelate(frames, int(distortion.pixelate))
+    if distortion.washout > 0:
+        frames = 128.0 + (frames - 128.0) * (1.0 - float(distortion.washout))
     if distortion.noise > 0:
         frames = frames + np.random.default_rng(seed + 1).normal(0, distortion.noise, size=frames.shape)
     frames = np.clip(frames, 0, 255).astype(np.uint8)

@@ -27,6 +27,8 @@ _STRATEGY_TEXT = {
     "diversity": "the same greedy with g ≡ 0 (diversity alone)",
     "coreset": "k-center greedy on the minimum Chamfer distance",
     "random": "uniformly at random (seeded)",
+    "uncertainty": "the largest spread of the quality model's sampled scores",
+    "noise_stability": "the largest change of the quality model's score under small random weight perturbations",
 }
 _STRATEGY_USES = {
     "mds": ("g", "features"),
@@ -34,6 +36,8 @@ _STRATEGY_USES = {
     "diversity": ("features",),
     "coreset": ("features",),
     "random": (),
+    "uncertainty": (),
+    "noise_stability": (),
 }
 
 # The rows of each kind's settings table: (settings key, label).

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "ANNOTATORS",
+    "FINETUNE_STRATEGIES",
     "load_recipe",
     "PipelineConfig",
     "REPO_RECIPES",
@@ -34,6 +35,7 @@ STAGE_FIELDS = {
 }
 
 ANNOTATORS = ("simulated", "human")
+FINETUNE_STRATEGIES = ("first", "all")
 
 
 @dataclass
@@ -52,15 +54,42 @@ class PipelineConfig:
     num_frames: str = field(default="8", metadata={"help": "Frames per video for the features."})
     strategies: list[str] = field(
         default_factory=lambda: ["mds", "difficulty", "diversity", "coreset", "random"],
-        metadata={"help": "Selection strategies; the first one is annotated and used for fine-tuning."},
+        metadata={
+            "help": "Selection strategies (mds, difficulty, diversity, coreset, random, uncertainty, "
+            "noise_stability); the first one is annotated and used for fine-tuning (see finetune_strategies)."
+        },
+    )
+    finetune_strategies: str = field(
+        default="first",
+        metadata={
+            "help": "'first': the first strategy's selection is annotated and fine-tuned on (the loop); 'all': "
+            "every strategy's selection is annotated and f fine-tuned on source + it, one adapter per strategy "
+            "(the paper's comparison; one round, simulated annotator)."
+        },
+    )
+    uncertainty_samples: int = field(
+        default=8, metadata={"help": "uncertainty: sampled answers of f per video (their spread is the score)."}
+    )
+    noise_draws: int = field(default=4, metadata={"help": "noise_stability: weight perturbations of f per video."})
+    noise_std: float = field(
+        default=0.02, metadata={"help": "noise_stability: perturbation std relative to each weight matrix's std."}
     )
     budget: str = field(default="0.05", metadata={"help": "Per round: a count, a fraction or a percentage."})
     lam: float = field(default=0.25, metadata={"help": "λ of the diversity term."})
     rounds: int = field(default=1, metadata={"help": "Select → annotate → fine-tune rounds."})
     annotator_noise: float = field(default=0.0, metadata={"help": "Rater noise std of the simulated annotator."})
     seed: int = field(default=0, metadata={"help": "Seed of selection, annotation noise and training."})
-    launcher: str = field(default="python", metadata={"help": "How training stages run, e.g. 'accelerate launch'."})
-    score_launcher: str | None = field(default=None, metadata={"help": "How scoring/feature stages run."})
+    launcher: str = field(
+        default="python",
+        metadata={
+            "help": "How training stages run, e.g. 'accelerate launch'; 'inprocess' calls the recipe in this "
+            "process (tiny models: saves the interpreter start-up of every stage)."
+        },
+    )
+    score_launcher: str | None = field(
+        default=None,
+        metadata={"help": "How scoring/feature stages run ('python', 'accelerate launch …', 'inprocess')."},
+    )
     sampling: dict[str, Any] | None = field(default=None, metadata={"help": "VideoSamplingConfig fields (YAML)."})
     score_args: dict[str, Any] | None = field(
         default=None, metadata={"help": "Extra recipes/score.py fields (every scoring stage, g's included)."}
@@ -118,6 +147,20 @@ class PipelineConfig:
             raise ValueError(f"annotator must be one of {list(ANNOTATORS)}, got {self.annotator!r}")
         if self.min_ratings < 1:
             raise ValueError(f"min_ratings must be >= 1, got {self.min_ratings}")
+        if self.finetune_strategies not in FINETUNE_STRATEGIES:
+            raise ValueError(
+                f"finetune_strategies must be one of {list(FINETUNE_STRATEGIES)}, got {self.finetune_strategies!r}"
+            )
+        if self.finetune_strategies == "all" and (self.rounds != 1 or self.annotator != "simulated"):
+            raise ValueError(
+                "finetune_strategies 'all' compares the strategies on one round with the simulated annotator; "
+                f"got rounds={self.rounds}, annotator={self.annotator!r}"
+            )
+        if self.uncertainty_samples < 2 or self.noise_draws < 1 or self.noise_std <= 0:
+            raise ValueError(
+                "uncertainty_samples must be >= 2, noise_draws >= 1 and noise_std > 0; got "
+                f"{self.uncertainty_samples}, {self.noise_draws}, {self.noise_std}"
+            )
         from ..scoring import SCORING_MODES
 
         for name in ("source_score_mode", "difficulty_score_mode", "eval_score_mode"):

@@ -2,7 +2,10 @@
 
 For every round: score the source pool with f → train g → score the unlabelled target pool with g → (once) frame
 features → select with each strategy → the simulated annotator reveals the MOS of the first strategy's selection →
-GRPO + LoRA on source + everything labelled so far → score the test splits → evaluate. The next round uses the
+GRPO + LoRA on source + everything labelled so far → score the test splits → evaluate. With ``finetune_strategies:
+all`` (one round) every strategy's selection is annotated and fine-tuned on, one *arm* per strategy under
+``round_1/arms/<strategy>/``: the paper's comparison. The ``uncertainty`` and ``noise_stability`` strategies read f's
+sampled-score spread and its score change under weight noise, scored on the unlabelled pool first. The next round uses the
 fine-tuned model (adapter merged) as f and never selects a labelled video again. Stages resume by key
 (:mod:`mds_vqa.pipeline.stages`). Each scoring stage reads with its own mode: ``source_score_mode`` (f on the source:
 the errors g learns), ``difficulty_score_mode`` (g) and ``eval_score_mode`` (the base target pool and the test splits).
@@ -13,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,18 @@ from .stage_args import (
 )
 from .stages import AwaitingRatings, StageRunner
 
-__all__ = ["Pipeline", "RoundResult"]
+__all__ = ["Arm", "Pipeline", "RoundResult"]
+
+
+@dataclass
+class Arm:
+    """One strategy's arm of a comparison: its annotated selection, its adapter and its scored test splits."""
+
+    strategy: str
+    labelled: Path
+    adapter: Path
+    eval_source: Path
+    eval_target: Path
 
 
 @dataclass
@@ -47,6 +61,7 @@ class RoundResult:
     eval_source: Path
     eval_target: Path
     labelled_total: int
+    arms: dict[str, Arm] = field(default_factory=dict)
 
 
 class Pipeline(StageRunner):
@@ -61,6 +76,8 @@ class Pipeline(StageRunner):
         self.cfg = config
         self.labelled_ids: list[str] = []
         self.annotator: Any = None
+        self.target: Any = None  # the target pool (the simulated annotators' oracle)
+        self.arm_annotators: dict[str, Any] = {}  # finetune_strategies 'all': one simulated annotator per strategy
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -70,7 +87,7 @@ class Pipeline(StageRunner):
         from ..annotation import SimulatedAnnotator
 
         cfg, out = self.cfg, self.out
-        target = load_from_disk(cfg.target_pool)
+        target = self.target = load_from_disk(cfg.target_pool)
         if cfg.annotator == "simulated":
             self.annotator = SimulatedAnnotator(
                 target, noise_std=cfg.annotator_noise, seed=cfg.seed, log_path=out / "annotation_log.jsonl"
@@ -93,6 +110,8 @@ class Pipeline(StageRunner):
         self, r: int, model: str, features: Path, base_source: Path, source_features: Path | None = None
     ) -> RoundResult:
         """One select → annotate → fine-tune round with ``model`` as f."""
+        from datasets import load_from_disk
+
         cfg, rd = self.cfg, self.out / f"round_{r}"
         source = base_source
         if r > 1:
@@ -111,32 +130,81 @@ class Pipeline(StageRunner):
             column="difficulty",
             mode=cfg.difficulty_score_mode,
         )
-        candidates = self.candidates(r, features, difficulty)
+        model_scores = self.model_uncertainty(r, unlabelled, model)
+        candidates = self.candidates(r, features, difficulty, model_scores)
         labelled = self.labelled_features(r, features, source_features)
         selections = {s: self.select(r, candidates, s, labelled) for s in cfg.strategies}
+        if cfg.finetune_strategies == "all":
+            arms = {s: self.run_arm(r, s, selections[s], model) for s in cfg.strategies}
+            first = arms[cfg.strategies[0]]
+            self.labelled_ids.extend(load_from_disk(str(first.labelled))["video_id"])
+            return RoundResult(
+                r,
+                g,
+                difficulty,
+                selections,
+                first.labelled,
+                first.adapter,
+                first.eval_source,
+                first.eval_target,
+                len(self.labelled_ids),
+                arms,
+            )
         labelled = self.annotate(r, selections[cfg.strategies[0]])
         adapter = self.finetune(r, model)
-        scored = [
+        scored = self.score_tests(r, model, adapter, rd / "eval")
+        return RoundResult(r, g, difficulty, selections, labelled, adapter, *scored, len(self.labelled_ids))
+
+    def run_arm(self, r: int, strategy: str, selection: Path, model: str) -> Arm:
+        """One strategy's arm of the comparison: its own simulated annotator reveals its selection (a video picked
+        by two strategies gets the same label in both), GRPO + LoRA on source + that selection, the test splits
+        scored with its adapter."""
+        arm = self.out / f"round_{r}" / "arms" / strategy
+        labelled = self.annotate_simulated(
+            r, selection, output=arm / "labelled", name=f"r{r}_annotate_{strategy}", strategy=strategy
+        )
+        adapter = self.finetune(
+            r, model, labelled=[labelled], output=arm / "adapter", name=f"r{r}_finetune_{strategy}"
+        )
+        scored = self.score_tests(r, model, adapter, arm / "eval", suffix=f"_{strategy}")
+        return Arm(strategy, labelled, adapter, *scored)
+
+    def score_tests(self, r: int, model: str, adapter: Path, output: Path, suffix: str = "") -> list[Path]:
+        """The source and target test splits scored by ``model`` + ``adapter`` (read with ``eval_score_mode``)."""
+        return [
             self.score_pool(
-                f"r{r}_score_{side}_test",
+                f"r{r}_score_{side}_test{suffix}",
                 pool,
-                rd / "eval" / side,
+                output / side,
                 model,
                 adapter=adapter,
                 split="test",
-                mode=cfg.eval_score_mode,
+                mode=self.cfg.eval_score_mode,
             )
-            for side, pool in (("source", cfg.source_pool), ("target", cfg.target_pool))
+            for side, pool in (("source", self.cfg.source_pool), ("target", self.cfg.target_pool))
         ]
-        return RoundResult(r, g, difficulty, selections, labelled, adapter, *scored, len(self.labelled_ids))
 
     # -- recipe stages -------------------------------------------------------------------------------------------
     def run_stage(self, name: str, stage: RecipeStage, output: Path, *extra: dict[str, Any] | None) -> Path:
         """Run ``stage``'s recipe with its fields plus ``extra`` (the user's per-stage fields) unless done."""
         return self.recipe(name, stage.recipe, stage.args(*extra), Path(output), kind=stage.kind)
 
-    def score_pool(self, name, pool, output, model, *, adapter=None, task="scoring", column="score", split=None, mode):
-        """Score ``pool`` with ``model`` (+ ``adapter``) into ``output`` (``recipes/score.py``), read with ``mode``."""
+    def score_pool(
+        self,
+        name,
+        pool,
+        output,
+        model,
+        *,
+        adapter=None,
+        task="scoring",
+        column="score",
+        split=None,
+        mode,
+        extra: dict[str, Any] | None = None,
+    ):
+        """Score ``pool`` with ``model`` (+ ``adapter``) into ``output`` (``recipes/score.py``), read with ``mode``
+        (``extra``: score.py fields set on top of the user's ``score_args``)."""
         stage = ScoreStage(
             dataset_path=str(pool),
             output_dir=str(output),
@@ -148,7 +216,7 @@ class Pipeline(StageRunner):
             task=task,
             mode=mode,
         )
-        return self.run_stage(name, stage, Path(output), self.cfg.sampling, self.cfg.score_args)
+        return self.run_stage(name, stage, Path(output), self.cfg.sampling, self.cfg.score_args, extra)
 
     def score_base(self) -> tuple[Path, Path]:
         """The base model f's scores of the source pool (what g learns from, read with ``source_score_mode``) and of
@@ -228,12 +296,50 @@ class Pipeline(StageRunner):
         stage = SelectStage(str(candidates), str(output), strategy, cfg.budget, cfg.lam, cfg.seed + r, paths)
         return self.run_stage(f"r{r}_select_{strategy}", stage, output, cfg.select_args)
 
-    def finetune(self, r: int, model: str) -> Path:
-        """GRPO + LoRA on the source pool and every round's labelled videos so far."""
-        cfg, output = self.cfg, self.out / f"round_{r}" / "adapter"
-        labelled = [str(self.out / f"round_{k}" / "labelled") for k in range(1, r + 1)]
-        stage = FinetuneStage([cfg.source_pool, *labelled], str(model), cfg.dtype, str(output), cfg.seed)
-        return self.run_stage(f"r{r}_finetune", stage, output, cfg.sampling, cfg.finetune_args)
+    def finetune(
+        self,
+        r: int,
+        model: str,
+        *,
+        labelled: list[Path] | None = None,
+        output: Path | None = None,
+        name: str | None = None,
+    ) -> Path:
+        """GRPO + LoRA on the source pool and ``labelled`` (default: every round's labelled videos so far)."""
+        cfg, output = self.cfg, output or self.out / f"round_{r}" / "adapter"
+        if labelled is None:
+            labelled = [self.out / f"round_{k}" / "labelled" for k in range(1, r + 1)]
+        stage = FinetuneStage([cfg.source_pool, *map(str, labelled)], str(model), cfg.dtype, str(output), cfg.seed)
+        return self.run_stage(name or f"r{r}_finetune", stage, output, cfg.sampling, cfg.finetune_args)
+
+    def model_uncertainty(self, r: int, unlabelled: Path, model: str) -> dict[str, Path]:
+        """What the ``uncertainty`` and ``noise_stability`` strategies read, when they are compared: f's
+        ``uncertainty_samples`` sampled answers per video (column ``f_samples_std``: their spread) and f's expectation
+        under ``noise_draws`` weight perturbations (column ``f_noise_instability``: the mean score change)."""
+        cfg, rd, out = self.cfg, self.out / f"round_{r}", {}
+        if "uncertainty" in cfg.strategies:
+            extra = {"num_samples": cfg.uncertainty_samples, "do_sample": True, "noise_draws": 0, "seed": cfg.seed}
+            out["uncertainty"] = self.score_pool(
+                f"r{r}_uncertainty",
+                unlabelled,
+                rd / "uncertainty",
+                model,
+                column="f_samples",
+                mode="generate",
+                extra=extra,
+            )
+        if "noise_stability" in cfg.strategies:
+            extra = {"noise_draws": cfg.noise_draws, "noise_std": cfg.noise_std, "noise_seed": cfg.seed}
+            out["instability"] = self.score_pool(
+                f"r{r}_noise_stability",
+                unlabelled,
+                rd / "noise_stability",
+                model,
+                column="f_noise",
+                mode="expectation",
+                extra=extra,
+            )
+        return out
 
     def evaluate(self, base_source: Path, base_target: Path, rounds: list[RoundResult]) -> Path:
         """The report: correlations of the base and of each round's model, and the failure-identification table of
@@ -241,10 +347,17 @@ class Pipeline(StageRunner):
         cfg, report = self.cfg, self.out / "report"
         models = [{"name": "base", "dataset_path": str(p), "column": "score"} for p in (base_source, base_target)]
         for res in rounds:
-            name = f"round {res.round}" if cfg.rounds > 1 else f"base+{cfg.strategies[0]}"
-            models += [
-                {"name": name, "dataset_path": str(p), "column": "score"} for p in (res.eval_source, res.eval_target)
-            ]
+            arms = (
+                res.arms.values()
+                if res.arms
+                else [Arm(cfg.strategies[0], res.labelled, res.adapter, res.eval_source, res.eval_target)]
+            )
+            for arm in arms:
+                name = f"round {res.round}" if cfg.rounds > 1 else f"base+{arm.strategy}"
+                models += [
+                    {"name": name, "dataset_path": str(p), "column": "score"}
+                    for p in (arm.eval_source, arm.eval_target)
+                ]
         stage = EvaluateStage(
             output_dir=str(report),
             models=models,
@@ -284,8 +397,11 @@ class Pipeline(StageRunner):
         params = {"target_train": str(self.out / "target_train"), "labelled": earlier}
         return self.step(f"r{r}_unlabelled", output, write, params=params)
 
-    def candidates(self, r: int, features: Path, difficulty: Path) -> Path:
-        """The unlabelled videos with their frame features and g's difficulty (the selection's input)."""
+    def candidates(
+        self, r: int, features: Path, difficulty: Path, model_scores: dict[str, Path] | None = None
+    ) -> Path:
+        """The unlabelled videos with their frame features and g's difficulty (the selection's input), and the
+        ``uncertainty`` / ``instability`` columns of :meth:`model_uncertainty` when they were scored."""
         from datasets import load_from_disk
 
         from ..hub import write_provenance
@@ -296,13 +412,20 @@ class Pipeline(StageRunner):
             scored = load_from_disk(str(difficulty))
             g_of = dict(zip(scored["video_id"], scored["difficulty"]))
             pool = load_from_disk(str(features)).filter(lambda v: v in g_of, input_columns="video_id")
-            pool.add_column("difficulty", [g_of[v] for v in pool["video_id"]]).save_to_disk(str(output))
+            pool = pool.add_column("difficulty", [g_of[v] for v in pool["video_id"]])
+            for name, path in (model_scores or {}).items():
+                column = {"uncertainty": "f_samples_std", "instability": "f_noise_instability"}[name]
+                scored_by_f = load_from_disk(str(path))
+                of = dict(zip(scored_by_f["video_id"], scored_by_f[column]))
+                pool = pool.add_column(name, [of.get(v) for v in pool["video_id"]])
+            pool.save_to_disk(str(output))
             # provenance for the selection's dataset card: how the features and g were made, embedded
             write_provenance(
                 output, recipe="candidates", summary={"difficulty_column": "difficulty"}, inputs=[features, difficulty]
             )
 
         params = {"features": str(features), "difficulty": str(difficulty)}
+        params.update({name: str(path) for name, path in (model_scores or {}).items()})
         return self.step(f"r{r}_candidates", output, write, params=params)
 
     def annotate(self, r: int, selection: Path) -> Path:
@@ -346,14 +469,38 @@ class Pipeline(StageRunner):
         self.labelled_ids.extend(ids)  # every selected video, rated or left out by screening: never picked again
         return output
 
-    def annotate_simulated(self, r: int, selection: Path) -> Path:
-        """The simulated annotator reveals the MOS of the selected videos (rebuilt from disk on resume)."""
+    def annotate_simulated(
+        self,
+        r: int,
+        selection: Path,
+        *,
+        output: Path | None = None,
+        name: str | None = None,
+        strategy: str | None = None,
+    ) -> Path:
+        """The simulated annotator reveals the MOS of the selected videos (rebuilt from disk on resume). With
+        ``strategy`` (an arm of a comparison) the strategy's own annotator does, and the ids do not join
+        ``labelled_ids``."""
         from datasets import load_from_disk
 
-        cfg, output, name = self.cfg, self.out / f"round_{r}" / "labelled", f"r{r}_annotate"
+        from ..annotation import SimulatedAnnotator
+
+        cfg = self.cfg
+        output = output or self.out / f"round_{r}" / "labelled"
+        name = name or f"r{r}_annotate"
+        annotator = self.annotator
+        if strategy is not None:
+            if strategy not in self.arm_annotators:
+                self.arm_annotators[strategy] = SimulatedAnnotator(
+                    self.target,
+                    noise_std=cfg.annotator_noise,
+                    seed=cfg.seed,
+                    log_path=self.out / f"annotation_log_{strategy}.jsonl",
+                )
+            annotator = self.arm_annotators[strategy]
         params = {
             "selection": str(selection),
-            "strategy": cfg.strategies[0],
+            "strategy": strategy or cfg.strategies[0],
             "labelled_before": self._labelled_before(r),
             "noise_std": cfg.annotator_noise,
             "seed": cfg.seed,
@@ -362,12 +509,14 @@ class Pipeline(StageRunner):
 
         def write():
             ids = list(load_from_disk(str(selection))["video_id"])
-            self.annotator.annotate(ids, note=f"round {r}, strategy {cfg.strategies[0]}").save_to_disk(str(output))
+            note = f"round {r}, strategy {params['strategy']}"
+            annotator.annotate(ids, note=note).save_to_disk(str(output))
 
         if self.plan(name, output, params).skip:  # done before: the annotator has spent these labels already
-            self.annotator.revealed.extend(load_from_disk(str(output))["video_id"])
+            annotator.revealed.extend(load_from_disk(str(output))["video_id"])
         self.step(name, output, write, params=params)
-        self.labelled_ids.extend(load_from_disk(str(output))["video_id"])
+        if strategy is None:
+            self.labelled_ids.extend(load_from_disk(str(output))["video_id"])
         return output
 
     def merge(self, r: int, model: str, adapter: Path) -> str:

@@ -31,11 +31,20 @@ def write_summary(pipeline: Pipeline, report: Path, rounds: list[RoundResult]) -
     timings = pipeline.timings
     # the simulated annotator counts what it revealed; with raters, every selected video was sent to them
     spent = pipeline.annotator.spent if pipeline.annotator is not None else len(pipeline.labelled_ids)
+    spent += sum(a.spent for a in pipeline.arm_annotators.values())  # a comparison: one annotator per strategy
     summary = {
         "config": asdict(pipeline.cfg),
         "stages": timings,
         "total_seconds": round(sum(t["seconds"] for t in timings), 2),
-        "rounds": [{"round": r.round, "labelled_total": r.labelled_total, "adapter": str(r.adapter)} for r in rounds],
+        "rounds": [
+            {
+                "round": r.round,
+                "labelled_total": r.labelled_total,
+                "adapter": str(r.adapter),
+                "arms": {s: str(a.adapter) for s, a in r.arms.items()},
+            }
+            for r in rounds
+        ],
         "annotations_spent": spent,
         "report_dir": str(report),
         "correlation_table": json.loads(table_path.read_text()) if table_path.exists() else None,

@@ -10,6 +10,7 @@ Each recipe stage writes its YAML to ``<output_dir>/configs/`` and its log to ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,9 @@ from .config import REPO_RECIPES
 
 logger = logging.getLogger("mds_vqa.pipeline")
 
-__all__ = ["AwaitingRatings", "StageError", "StagePlan", "StageRunner"]
+__all__ = ["IN_PROCESS", "AwaitingRatings", "StageError", "StagePlan", "StageRunner"]
+
+IN_PROCESS = "inprocess"  # the launcher that runs a recipe's main in the pipeline's own process
 
 
 class StageError(RuntimeError):
@@ -60,7 +64,8 @@ class StageRunner:
 
     Args:
         output_dir: where markers (``state/``), stage configs (``configs/``) and logs (``logs/``) go.
-        launchers: how recipes of each kind run, e.g. ``{"train": "accelerate launch …", "score": "python"}``.
+        launchers: how recipes of each kind run, e.g. ``{"train": "accelerate launch …", "score": "python"}``;
+            ``"inprocess"`` calls the recipe's ``main`` in this process (small models: no start-up per stage).
         python: the interpreter of the stages (``python`` in a launcher means this one).
         env: the stages' environment (default: this process's).
     """
@@ -175,8 +180,14 @@ class StageRunner:
             return self._skip(plan)
         config = self.out / "configs" / f"{name}.yaml"
         config.write_text(yaml.safe_dump(args, sort_keys=False))
-        cmd = [*self._launcher(kind), str(REPO_RECIPES / f"{recipe}.py"), "--config", str(config)]
         log = self.out / "logs" / f"{name}.log"
+        if (self.launchers.get(kind) or "").strip() == IN_PROCESS:
+            self._start(plan, f"{recipe}.main (in process) --config {config}")
+            start = time.perf_counter()
+            self._run_in_process(name, recipe, config, log)
+            self._record(plan, time.perf_counter() - start)
+            return output
+        cmd = [*self._launcher(kind), str(REPO_RECIPES / f"{recipe}.py"), "--config", str(config)]
         self._start(plan, " ".join(cmd))
         start = time.perf_counter()
         with open(log, "w") as fh:
@@ -189,6 +200,30 @@ class StageRunner:
             )
         self._record(plan, seconds)
         return output
+
+    def _run_in_process(self, name: str, recipe: str, config: Path, log: Path) -> None:
+        """``recipes/<recipe>.py``'s ``main`` on its parsed ``config`` in this process (the launcher
+        ``inprocess``: no interpreter start-up per stage), its output and log records going to ``log``."""
+        from .config import load_recipe
+
+        module = load_recipe(recipe)
+        parsed = module.make_parser().parse_yaml_file(str(config))
+        handler = logging.FileHandler(log, mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            with open(log, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+                module.main(*parsed)
+        except Exception as err:  # any failure of the stage: reported with its name, config and log
+            with open(log, "a") as fh:
+                traceback.print_exc(file=fh)
+            raise StageError(
+                f"Stage {name!r} failed in process ({type(err).__name__}: {err}); config: {config}\nlog: {log}"
+            ) from err
+        finally:
+            root.removeHandler(handler)
+            handler.close()
 
     def step(self, name: str, output: Path, fn: Callable[[], Any], *, params: dict[str, Any]) -> Path:
         """Run the in-process stage ``fn`` unless done with these ``params`` (everything ``fn`` reads: settings and
