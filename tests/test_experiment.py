@@ -108,7 +108,7 @@ def test_pixelate_makes_blocks_and_washout_flattens_contrast(tmp_path):
 
 
 def test_a_seed_writes_the_same_world_and_another_seed_a_new_one(tmp_path):
-    world = ToyWorld(source_videos=4, target_videos=6, num_frames=4, size=32)
+    world = ToyWorld(source_videos=4, target_videos=6, source_contents=2, target_contents=3, num_frames=4, size=32)
     write_world(tmp_path / "a", world, seed=1)
     write_world(tmp_path / "b", world, seed=1)
     write_world(tmp_path / "c", world, seed=2)
@@ -117,6 +117,12 @@ def test_a_seed_writes_the_same_world_and_another_seed_a_new_one(tmp_path):
         assert a == (tmp_path / "b" / domain / "mos.csv").read_text()
         assert a != (tmp_path / "c" / domain / "mos.csv").read_text()
         table = (tmp_path / "a" / domain / "distortions.csv").read_text().splitlines()
-        assert table[0].startswith("video_id,kind,true_quality") and len(table) == 1 + world.videos(domain)
+        assert table[0].startswith("video_id,content,kind,true_quality") and len(table) == 1 + world.videos(domain)
+        rows = [line.split(",") for line in a.splitlines()[1:]]
+        contents = [r.split(",")[1] for r in table[1:]]
+        split_of_content = {}
+        for (_, _, _, split), content in zip(rows, contents):  # a content is wholly train or wholly test
+            assert split_of_content.setdefault(content, split) == split
+        assert set(split_of_content.values()) == {"train", "test"}
     text = describe_world(world)
-    assert "pixelated" in text and "washed out" in text and "4 source, 6 target" in text
+    assert "pixelated" in text and "washed out" in text and "4 source (2 contents), 6 target (3 contents)" in text

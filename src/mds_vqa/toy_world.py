@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .testing import Distortion, make_video_pool
+from .testing import Distortion
 
 __all__ = ["Profile", "ToyWorld", "DEFAULT_DOMAINS", "draw_distortions", "write_world", "describe_world"]
 
@@ -55,18 +55,25 @@ _INTEGER_FIELDS = ("crf", "pixelate")
 class ToyWorld:
     """Sizes and kinds of the toy world (see the module docstring)."""
 
-    source_videos: int = field(default=96, metadata={"help": "Generated source videos (labelled; 25%% test)."})
-    target_videos: int = field(default=160, metadata={"help": "Generated target videos (the pool; 25%% test)."})
+    source_videos: int = field(default=96, metadata={"help": "Generated source videos (labelled)."})
+    target_videos: int = field(default=160, metadata={"help": "Generated target videos (the pool and its test)."})
+    source_contents: int = field(default=12, metadata={"help": "Distinct source contents (8 distortions each)."})
+    target_contents: int = field(default=20, metadata={"help": "Distinct target contents."})
     num_frames: int = field(default=16, metadata={"help": "Frames per video."})
     size: int = field(default=64, metadata={"help": "Frame height and width (even)."})
     fps: int = field(default=8, metadata={"help": "Frames per second."})
     rater_noise: float = field(default=0.1, metadata={"help": "Std of the rater noise in the MOS tables."})
-    test_size: float = field(default=0.25, metadata={"help": "Share of each domain held out as its test split."})
+    test_size: float = field(default=0.25, metadata={"help": "Share of each domain's contents held out as test."})
     domains: dict[str, tuple[Profile, ...]] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))
 
     def videos(self, domain: str) -> int:
         """How many videos ``domain`` has."""
         return {"source": self.source_videos, "target": self.target_videos}[domain]
+
+    def contents(self, domain: str) -> int:
+        """How many distinct contents ``domain`` has (at most one per video)."""
+        n = {"source": self.source_contents, "target": self.target_contents}[domain]
+        return max(1, min(n, self.videos(domain)))
 
 
 def draw_distortions(
@@ -89,34 +96,42 @@ def draw_distortions(
 
 
 def write_world(output_dir: str | Path, world: ToyWorld, *, seed: int) -> dict[str, Path]:
-    """Generate both domains into ``output_dir/<domain>/`` (``videos/``, ``mos.csv`` with the noisy MOS,
-    ``distortions.csv`` with each video's kind and strengths, ``build_pool.yaml`` for ``recipes/build_pool.py``
-    writing ``output_dir/pools/<domain>``). New content, distortions and rater noise per ``seed``. Returns
-    ``{domain: build_pool.yaml}``."""
+    """Generate both domains into ``output_dir/<domain>/`` (``videos/``, ``mos.csv`` with the noisy MOS and the
+    split, ``distortions.csv`` with each video's content, kind and strengths, ``build_pool.yaml`` for
+    ``recipes/build_pool.py`` writing ``output_dir/pools/<domain>``). Each domain has ``<domain>_contents`` contents,
+    each shown under several distortions (as in synthetic VQA databases); whole contents are held out as the test
+    split, so a model is tested on content it has never seen. New contents, distortions and rater noise per ``seed``.
+    Returns ``{domain: build_pool.yaml}``."""
+    from .testing import make_video
+
     out = Path(output_dir)
     rng = np.random.default_rng(seed)
     configs = {}
+    fields = list(asdict(Distortion()))
     for d, (name, profiles) in enumerate(world.domains.items()):
-        distortions, kinds = draw_distortions(profiles, world.videos(name), rng)
-        rows = make_video_pool(
-            out / name / "videos",
-            distortions,
-            prefix=name,
-            seed=seed * 100_003 + 1000 * d,
-            num_frames=world.num_frames,
-            height=world.size,
-            width=world.size,
-            fps=world.fps,
-        )
-        noise = rng.normal(0, world.rater_noise, size=len(rows))
-        lines = ["video,mos,mos_std"] + [
-            f"{r['video_id']}.mp4,{r['mos'] + e:.4f},{world.rater_noise:.4f}" for r, e in zip(rows, noise)
-        ]
-        (out / name / "mos.csv").write_text("\n".join(lines) + "\n")
-        fields = list(asdict(Distortion()))
-        table = ["video_id,kind,true_quality," + ",".join(fields)] + [
-            f"{r['video_id']},{k},{r['mos']:.4f}," + ",".join(str(r[f]) for f in fields) for r, k in zip(rows, kinds)
-        ]
+        n, contents = world.videos(name), world.contents(name)
+        distortions, kinds = draw_distortions(profiles, n, rng)
+        content_of = [i % contents for i in range(n)]
+        n_test = max(1, int(round(world.test_size * contents)))
+        test_contents = set(rng.permutation(contents)[:n_test].tolist())
+        noise = rng.normal(0, world.rater_noise, size=n)
+        mos_lines, table = ["video,mos,mos_std,split"], ["video_id,content,kind,true_quality," + ",".join(fields)]
+        for i, (dist, kind, c) in enumerate(zip(distortions, kinds, content_of)):
+            vid = f"{name}_{c:03d}_{i:04d}"
+            make_video(
+                out / name / "videos" / f"{vid}.mp4",
+                dist,
+                seed=seed * 100_003 + 1000 * d + 7919 * c,
+                num_frames=world.num_frames,
+                height=world.size,
+                width=world.size,
+                fps=world.fps,
+            )
+            split = "test" if c in test_contents else "train"
+            mos_lines.append(f"{vid}.mp4,{dist.quality() + noise[i]:.4f},{world.rater_noise:.4f},{split}")
+            values = asdict(dist)
+            table.append(f"{vid},{c},{kind},{dist.quality():.4f}," + ",".join(str(values[f]) for f in fields))
+        (out / name / "mos.csv").write_text("\n".join(mos_lines) + "\n")
         (out / name / "distortions.csv").write_text("\n".join(table) + "\n")
         config = {
             "mos_table": str((out / name / "mos.csv").resolve()),
@@ -124,8 +139,8 @@ def write_world(output_dir: str | Path, world: ToyWorld, *, seed: int) -> dict[s
             "dataset_name": f"toy_{name}",
             "output_dir": str((out / "pools" / name).resolve()),
             "mos_std_column": "mos_std",
-            "test_size": world.test_size,
-            "seed": seed,
+            "split_column": "split",
+            "test_size": None,
             "overwrite": True,
         }
         configs[name] = out / name / "build_pool.yaml"
@@ -136,8 +151,10 @@ def write_world(output_dir: str | Path, world: ToyWorld, *, seed: int) -> dict[s
 def describe_world(world: ToyWorld) -> str:
     """The world as Markdown: per domain, its kinds of video, their shares and strength ranges, and the sizes."""
     lines = [
-        f"- Videos: {world.source_videos} source, {world.target_videos} target; {world.num_frames} frames of "
-        f"{world.size}×{world.size} at {world.fps} fps; {world.test_size:.0%} of each domain held out as test.",
+        f"- Videos: {world.source_videos} source ({world.contents('source')} contents), {world.target_videos} target "
+        f"({world.contents('target')} contents), each content under several distortions; {world.num_frames} frames "
+        f"of {world.size}×{world.size} at {world.fps} fps; {world.test_size:.0%} of each domain's contents (all their "
+        "videos) held out as its test split, never selected from.",
         f"- MOS = true quality 1 + 4·exp(−severity) + Gaussian rater noise (std {world.rater_noise}); severity = "
         "blur/2 + noise/25 + max(0, crf − 18)/16 + (pixelate − 1)/4 + 2.5·washout.",
     ]
@@ -155,4 +172,3 @@ def describe_world(world: ToyWorld) -> str:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
