@@ -51,7 +51,7 @@ class DemoArguments:
     pretrain: bool = field(
         default=True, metadata={"help": "Train f on the source first (false: random tiny f, plumbing only)."}
     )
-    pretrain_steps: int = field(default=150, metadata={"help": "Quality pretraining steps of f."})
+    pretrain_steps: int = field(default=500, metadata={"help": "Quality pretraining steps of f."})
     fp_steps: int = field(default=40, metadata={"help": "Failure-predictor (g) training steps."})
     grpo_steps: int = field(default=12, metadata={"help": "GRPO steps per strategy."})
     score_mode: str = field(
@@ -66,8 +66,9 @@ def design(args: DemoArguments) -> str:
 
     f_line = (
         f"- f: a tiny Qwen2.5-VL (text hidden 64, 2 layers; vision depth 2) initialised per seed and trained on the "
-        f"source train split for {args.pretrain_steps} steps (`recipes/pretrain_quality.py`: fidelity loss on MOS "
-        "pairs through the expectation score + supervised `<think>…</think><answer>x.xx</answer>` answers)."
+        f"source train split for {args.pretrain_steps} steps (`recipes/pretrain_quality.py` with "
+        "`recipes/configs/demo/pretrain_quality.yaml`: fidelity loss on MOS pairs through the expectation score + "
+        "supervised `<think>…</think><answer>x.xx</answer>` answers, the vision tower warmed up first)."
         if args.pretrain
         else "- f: a tiny Qwen2.5-VL with random weights (`--pretrain false`): the numbers mean nothing."
     )
@@ -151,6 +152,8 @@ def prepare_seed(args: DemoArguments, seed: int, seed_dir: Path) -> dict[str, st
             "use_cpu": True,
             "bf16": False,
             "report_to": "none",
+            "eval_strategy": "no",
+            "save_strategy": "no",
         }
         base = yaml.safe_load((Path(load_recipe("pretrain_quality").__file__).parent / PRETRAIN_CONFIG).read_text())
         runner.recipe("pretrain_f", "pretrain_quality", {**base, **pretrain_args}, f_dir, kind="train")

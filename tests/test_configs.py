@@ -27,6 +27,7 @@ RECIPE_OF = {
     "pseudo_label": "pseudo_label",
     "rate": "rate",
     "import_ratings": "import_ratings",
+    "pretrain_quality": "pretrain_quality",
 }
 
 # PipelineConfig fields holding another recipe's fields, and that recipe

@@ -126,3 +126,60 @@ def test_a_seed_writes_the_same_world_and_another_seed_a_new_one(tmp_path):
         assert set(split_of_content.values()) == {"train", "test"}
     text = describe_world(world)
     assert "pixelated" in text and "washed out" in text and "4 source (2 contents), 6 target (3 contents)" in text
+
+
+@pytest.mark.slow
+def test_a_two_seed_tiny_experiment_reports_every_number_and_fine_tuning_changes_f(tmp_path, monkeypatch):
+    """The demo's experiment end to end at the smallest sizes: two seeds, every strategy, every number."""
+    from conftest import load_recipe
+    from datasets import load_from_disk
+
+    monkeypatch.chdir(tmp_path)
+    demo = load_recipe("demo")
+    args = demo.DemoArguments(
+        output_dir=str(tmp_path / "demo"),
+        seeds=2,
+        source_videos=16,
+        target_videos=24,
+        budget="0.25",
+        pretrain_steps=4,
+        fp_steps=2,
+        grpo_steps=1,
+    )
+    demo.main(args)
+    report = tmp_path / "demo" / "report"
+    exp = json.loads((report / "experiment.json").read_text())
+    assert exp["seeds"] == [0, 1]
+
+    def check(stat):
+        assert set(stat) == {"mean", "ci95", "per_seed"} and len(stat["per_seed"]) == 2
+        finite = [v for v in stat["per_seed"] if math.isfinite(v)]
+        assert stat["ci95"] is None or (len(stat["ci95"]) == 2 and stat["ci95"][0] <= stat["mean"] <= stat["ci95"][1])
+        assert (stat["mean"] is None) == (not finite)
+
+    for key in ("source_srcc", "target_srcc"):
+        check(exp["base"][key])
+    for key in ("source_srcc_with_error", "target_srcc_with_error"):
+        check(exp["g"][key])
+    assert list(exp["strategies"]) == demo.ALL_STRATEGIES
+    for metrics in exp["strategies"].values():
+        for key in ("failure_id_srcc", "failure_id_plcc", "finetune_gain_srcc", "finetune_source_gain_srcc"):
+            check(metrics[key])
+    text = (report / "README.md").read_text()
+    assert "Design (written before the comparison ran)" in text and "pixelated" in text
+    assert all(f"| {s} |" in text for s in demo.ALL_STRATEGIES) and (report / "experiment.png").stat().st_size > 0
+    assert (report / "design.md").read_text().strip() in text
+
+    # every arm's adapter changed f: its target test scores are not the base f's
+    run = tmp_path / "demo" / "seeds" / "seed_0" / "run"
+    base = load_from_disk(str(run / "base" / "scored_target"))
+    base_test = dict((v, s) for v, s, sp in zip(base["video_id"], base["score"], base["split"]) if sp == "test")
+    for strategy in demo.ALL_STRATEGIES:
+        tuned = load_from_disk(str(run / "round_1" / "arms" / strategy / "eval" / "target"))
+        assert sorted(tuned["video_id"]) == sorted(base_test)
+        assert any(abs(s - base_test[v]) > 1e-6 for v, s in zip(tuned["video_id"], tuned["score"])), strategy
+    # the selections differ by strategy and each arm was annotated with its own selection
+    for strategy in demo.ALL_STRATEGIES:
+        picked = sorted(load_from_disk(str(run / "round_1" / "selection" / strategy))["video_id"])
+        labelled = sorted(load_from_disk(str(run / "round_1" / "arms" / strategy / "labelled"))["video_id"])
+        assert picked == labelled and len(picked) > 0

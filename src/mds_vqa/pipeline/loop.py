@@ -36,6 +36,8 @@ from .stages import AwaitingRatings, StageRunner
 
 __all__ = ["Arm", "Pipeline", "RoundResult"]
 
+MODEL_UNCERTAINTY_STRATEGIES = ("uncertainty", "noise_stability")  # scored by f on the unlabelled pool first
+
 
 @dataclass
 class Arm:
@@ -290,11 +292,13 @@ class Pipeline(StageRunner):
 
     def select(self, r: int, candidates: Path, strategy: str, labelled: list[Path] | None = None) -> Path:
         """Select this round's budget from the candidates with ``strategy`` (the diversity term also counting the
-        ``labelled`` features Datasets)."""
+        ``labelled`` features Datasets). ``uncertainty`` and ``noise_stability`` leave out the videos f gave no spread
+        or instability for (fewer than two parsed sampled answers: listed in the selection's report)."""
         cfg, output = self.cfg, self.out / f"round_{r}" / "selection" / strategy
         paths = [str(p) for p in labelled] if labelled else None
         stage = SelectStage(str(candidates), str(output), strategy, cfg.budget, cfg.lam, cfg.seed + r, paths)
-        return self.run_stage(f"r{r}_select_{strategy}", stage, output, cfg.select_args)
+        own = {"drop_incomplete": True} if strategy in MODEL_UNCERTAINTY_STRATEGIES else None
+        return self.run_stage(f"r{r}_select_{strategy}", stage, output, own, cfg.select_args)
 
     def finetune(
         self,
