@@ -33,5 +33,5 @@ toy:  ## offline toy assets for the per-stage demo configs: generated videos, ti
 	HF_HUB_OFFLINE=1 $(BIN)/python recipes/build_pool.py --config outputs/toy/source/build_pool.yaml
 	HF_HUB_OFFLINE=1 $(BIN)/python recipes/build_pool.py --config outputs/toy/target/build_pool.yaml
 
-demo:  ## the whole MDS-VQA loop on generated videos and tiny local models (offline, CPU)
+demo:  ## MDS-VQA vs the baselines in the toy world, three seeds (offline, CPU): outputs/demo/report/README.md
 	HF_HUB_OFFLINE=1 $(BIN)/python recipes/demo.py --output_dir outputs/demo

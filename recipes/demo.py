@@ -1,7 +1,7 @@
 """MDS-VQA on the embedded toy world: does selecting hard and diverse videos beat the other strategies? Offline, CPU.
 
-    python recipes/demo.py                      # one seed, a few minutes: outputs/demo/report/README.md
-    python recipes/demo.py --seeds 3            # three seeds with 95% intervals (about 25 minutes on 2 CPU cores)
+    python recipes/demo.py                      # three seeds: outputs/demo/report/README.md
+    python recipes/demo.py --seeds 1            # one seed (no interval)
     python recipes/demo.py --pretrain false     # random tiny f: only shows that every stage runs and connects
 
 Per seed (new videos, new initialisation, new rater noise): generate a source and a target domain of short videos
@@ -42,7 +42,7 @@ class DemoArguments:
     """The experiment on the embedded default: its seeds, world sizes and training budgets."""
 
     output_dir: str = field(default="outputs/demo", metadata={"help": "Everything goes here."})
-    seeds: int = field(default=1, metadata={"help": "Seeds (worlds) to run: first_seed, first_seed + 1, …"})
+    seeds: int = field(default=3, metadata={"help": "Seeds (worlds) to run: first_seed, first_seed + 1, …"})
     first_seed: int = field(default=0, metadata={"help": "The first seed."})
     source_videos: int = field(default=96, metadata={"help": "Generated source videos per seed."})
     target_videos: int = field(default=160, metadata={"help": "Generated target videos per seed."})
@@ -53,7 +53,9 @@ class DemoArguments:
     )
     pretrain_steps: int = field(default=500, metadata={"help": "Quality pretraining steps of f."})
     fp_steps: int = field(default=40, metadata={"help": "Failure-predictor (g) training steps."})
-    grpo_steps: int = field(default=12, metadata={"help": "GRPO steps per strategy."})
+    grpo_steps: int = field(
+        default=42, metadata={"help": "GRPO steps per strategy (4 prompts each: 2 epochs of source + selection)."}
+    )
     score_mode: str = field(
         default="expectation",
         metadata={"help": "How f is read for its errors (g's labels) and for the evaluation."},
