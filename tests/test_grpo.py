@@ -7,7 +7,14 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from mds_vqa.data import POOL_FEATURES
-from mds_vqa.grpo import DatasetRepeatSampler, VideoGRPOConfig, VideoGRPOTrainer, build_video_prompt
+from mds_vqa.grpo import (
+    EMBED_FIELDS,
+    VIDEO_FIELDS,
+    DatasetRepeatSampler,
+    VideoGRPOConfig,
+    VideoGRPOTrainer,
+    build_video_prompt,
+)
 from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, lora_config
 from mds_vqa.prompts import SCORING_PROMPT
 from mds_vqa.rewards import format_reward, get_reward_funcs
@@ -64,19 +71,23 @@ def _train_set(clips, datasets=("a", "a", "a", "a")):
     )
 
 
-@pytest.fixture
-def trainer(tmp_path, tiny_model_dir, clips):
+def _trainer(tmp_path, tiny_model_dir, clips, peft=True, **config):
     model, processor = load_model_and_processor(tiny_model_dir, dtype="float32")
-    args = _config(tmp_path)
+    args = _config(tmp_path, **config)
     return VideoGRPOTrainer(
         model=model,
         reward_funcs=get_reward_funcs(["thurstone", "format"], num_generations=args.num_generations),
         args=args,
         train_dataset=_train_set(clips),
         processing_class=processor,
-        peft_config=lora_config(r=4, lora_alpha=8, lora_dropout=0.0),
+        peft_config=lora_config(r=4, lora_alpha=8, lora_dropout=0.0) if peft else None,
         sampling=SAMPLING,
     )
+
+
+@pytest.fixture
+def trainer(tmp_path, tiny_model_dir, clips):
+    return _trainer(tmp_path, tiny_model_dir, clips)
 
 
 def test_build_video_prompt_puts_the_video_before_the_text():
@@ -107,14 +118,24 @@ def _batch(trainer, clips):
 
 
 def _with_pixels_of(batch, trainer, videos):
-    """The same batch (same prompt and completion tokens) with the pixels of other, same-sized videos."""
+    """The same batch (same prompt and completion tokens) with the pixels of other, same-sized videos (their cached
+    embeddings, or their pixels when the vision tower is not cached)."""
     rows = [{"prompt": build_video_prompt([{"role": "user", "content": SCORING_PROMPT}], v, SAMPLING)} for v in videos]
     _, _, fields = trainer._tokenize_prompts([r["prompt"] for r in rows])
     other = dict(batch)
-    other["pixel_values_videos"] = list(
-        torch.split(fields["pixel_values_videos"], fields["video_grid_thw"].prod(-1).tolist())
-    )
+    if "video_embeds" in batch:
+        other["video_embeds"] = trainer._active_video["video_embeds"]
+    else:
+        other["pixel_values_videos"] = list(
+            torch.split(fields["pixel_values_videos"], fields["video_grid_thw"].prod(-1).tolist())
+        )
+    trainer._active_video = None
     return other
+
+
+def _active(batch):
+    fields = EMBED_FIELDS if "video_embeds" in batch else VIDEO_FIELDS
+    return {k: batch[k] for k in fields}
 
 
 def _loss_grad(trainer, batch, stock=False):
@@ -130,12 +151,100 @@ def _loss_grad(trainer, batch, stock=False):
     return loss.detach(), grads.clone()
 
 
-def test_the_batch_carries_per_sample_video_tensors(trainer, clips):
+def test_the_batch_carries_one_vision_output_per_distinct_video(trainer, clips):
     batch = _batch(trainer, clips)
-    assert len(batch["pixel_values_videos"]) == 4 and batch["video_grid_thw"].shape == (4, 3)
+    assert len(batch["video_embeds"]) == 4 and batch["video_grid_thw"].shape == (4, 3)
     assert batch["second_per_grid_ts"].shape == (4,)
+    tokens = (batch["video_grid_thw"].prod(-1) // 4).tolist()  # 2x2 patches merge into one token
+    assert [e.shape[0] for e in batch["video_embeds"]] == tokens
+    assert batch["video_embeds"][0] is batch["video_embeds"][1]  # the G completions of a prompt share it
+    assert not torch.equal(batch["video_embeds"][0], batch["video_embeds"][2])
+    assert "pixel_values_videos" not in batch
+
+
+def test_without_the_cache_the_batch_carries_per_sample_pixels(tmp_path, tiny_model_dir, clips):
+    trainer = _trainer(tmp_path, tiny_model_dir, clips, cache_video_embeddings=False)
+    batch = _batch(trainer, clips)
+    assert len(batch["pixel_values_videos"]) == 4 and "video_embeds" not in batch
     rows = batch["video_grid_thw"].prod(-1).tolist()
     assert [p.shape[0] for p in batch["pixel_values_videos"]] == rows
+
+
+def test_a_trainable_vision_tower_is_never_cached(tmp_path, tiny_model_dir, clips):
+    """A full fine-tune with the tower unfrozen: its output depends on weights that change, so it runs every pass
+    (with LoRA on the language model the tower is frozen whatever freeze_vision_tower says)."""
+    trainer = _trainer(tmp_path, tiny_model_dir, clips, peft=False, freeze_vision_tower=False)
+    assert not trainer._cache_vision
+    assert "pixel_values_videos" in _batch(trainer, clips)
+
+
+def test_a_generation_batch_reads_and_encodes_each_distinct_video_once(tmp_path, tiny_model_dir, clips, monkeypatch):
+    """Old (num_iterations > 1) and reference (beta > 0) log-probs, G = 2 completions per prompt: two distinct videos
+    are read twice in all and run through the vision tower in one call, whatever the number of passes."""
+    import mds_vqa.qwen_frames
+
+    trainer = _trainer(tmp_path, tiny_model_dir, clips, beta=0.1, num_iterations=2)
+    reads = []
+    original = mds_vqa.qwen_frames.fetch_video
+    monkeypatch.setattr(
+        mds_vqa.qwen_frames, "fetch_video", lambda ele, *a, **k: reads.append(ele["video"]) or original(ele, *a, **k)
+    )
+    tower = []
+    visual = next(m for n, m in trainer.model.named_modules() if n.endswith(".visual"))
+    visual.register_forward_pre_hook(lambda module, args: tower.append(1))
+    batch = _batch(trainer, clips)
+    assert sorted(reads) == sorted([clips["clean"], clips["noisy"]])
+    assert len(tower) == 1 and trainer.vision_encoder_calls == 2
+    _loss_grad(trainer, batch)  # the training forward and backward reuse the cached output
+    assert len(tower) == 1
+
+
+def test_cached_vision_outputs_give_the_log_probs_and_gradient_of_the_pixels(tmp_path, tiny_model_dir, clips):
+    cached = _trainer(tmp_path, tiny_model_dir, clips)
+    pixels = _trainer(tmp_path, tiny_model_dir, clips, cache_video_embeddings=False)
+    pixels.model.load_state_dict(cached.model.state_dict())  # the same LoRA initialisation
+    batch = _batch(cached, clips)
+    rows = [pixels.train_dataset[i] for i in (0, 0, 1, 1)]
+    rows = [{**r, "prompt": build_video_prompt(r["prompt"], r["video"], SAMPLING)} for r in rows]
+    _, _, fields = pixels._tokenize_prompts([r["prompt"] for r in rows])
+    pixel_batch = {k: v for k, v in batch.items() if k != "video_embeds"}
+    pixel_batch["pixel_values_videos"] = pixels._active_video["pixel_values_videos"]
+    pixels._active_video = None
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    keep = batch["completion_ids"].size(1)
+
+    def logps(trainer, b):
+        trainer._active_video = _active(b)
+        try:
+            with torch.no_grad():
+                return trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep)[0]
+        finally:
+            trainer._active_video = None
+
+    torch.testing.assert_close(logps(cached, batch), logps(pixels, pixel_batch), rtol=1e-5, atol=1e-5)
+    loss_a, g_a = _loss_grad(cached, batch)
+    loss_b, g_b = _loss_grad(pixels, pixel_batch)
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_a, g_b, rtol=1e-4, atol=1e-6)
+
+
+def test_generation_uses_the_kv_cache_with_gradient_checkpointing_on(tmp_path, tiny_model_dir, clips):
+    """Every generated token after the first is one new position through the language model (no re-run of the
+    2-video prompt), although the trainer checkpoints activations."""
+    trainer = _trainer(tmp_path, tiny_model_dir, clips, gradient_checkpointing=True, max_completion_length=6)
+    lengths = []
+    language_model = next(m for n, m in trainer.model.named_modules() if n.endswith("language_model"))
+    language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: lengths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    trainer.model.train()
+    with torch.no_grad():
+        batch = trainer._generate_and_score_completions([trainer.train_dataset[i] for i in (0, 0, 1, 1)])
+    generated = batch["completion_ids"].size(1)
+    prompt = batch["prompt_ids"].size(1)
+    assert lengths[0] == prompt and generated > 1
+    assert lengths[1:generated] == [1] * (generated - 1)
 
 
 def test_the_pixels_reach_the_training_log_probs_and_the_gradient(trainer, clips):
@@ -146,7 +255,7 @@ def test_the_pixels_reach_the_training_log_probs_and_the_gradient(trainer, clips
     keep = batch["completion_ids"].size(1)
 
     def logps(b):
-        trainer._active_video = {k: b[k] for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}
+        trainer._active_video = _active(b)
         try:
             with torch.no_grad():
                 return trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep)[0]

@@ -10,6 +10,10 @@ without the pixels and nothing complains. :class:`VideoGRPOTrainer` fixes that w
 - the video tensors (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``, and ``mm_token_type_ids``
   for Qwen's 3-D rotary positions) go into generation, into the old/reference log-probs, and into the training
   forward, sliced per sample so TRL's shuffling and gradient-accumulation splits keep them aligned;
+- with the vision tower frozen (the paper's setting), the tower runs **once per distinct video of a generation
+  batch** (``cache_video_embeddings``): its output is reused by generation and by every log-prob pass (old,
+  reference, training forward and its gradient-checkpointing recompute) through the model's ``mm_encoder_outputs``
+  input, instead of running the tower again on each of the ``G`` completions in each pass;
 - batches are drawn one dataset at a time (:class:`DatasetRepeatSampler`), so Thurstone comparisons are between
   videos rated on the same scale.
 
@@ -33,16 +37,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from trl import GRPOConfig, GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
+from trl.trainer.utils import pad
 
 from .modeling import VideoSamplingConfig, fetch_videos, freeze_vision_tower, processor_inputs
 from .samplers import DatasetRepeatSampler
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoGRPOConfig", "VideoGRPOTrainer", "DatasetRepeatSampler", "VIDEO_FIELDS", "build_video_prompt"]
+__all__ = [
+    "VideoGRPOConfig",
+    "VideoGRPOTrainer",
+    "DatasetRepeatSampler",
+    "VIDEO_FIELDS",
+    "EMBED_FIELDS",
+    "build_video_prompt",
+]
 
 VIDEO_FIELDS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+# per-sample fields of a batch whose vision tower ran once per distinct video (cache_video_embeddings)
+EMBED_FIELDS = ("video_embeds", "video_grid_thw", "second_per_grid_ts")
 
 
 @dataclass
@@ -55,6 +71,13 @@ class VideoGRPOConfig(GRPOConfig):
     group_column: str = field(default="dataset", metadata={"help": "Column naming each video's dataset."})
     video_column: str = field(default="video", metadata={"help": "Column with the video path."})
     freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
+    cache_video_embeddings: bool = field(
+        default=True,
+        metadata={
+            "help": "With a frozen vision tower, run it once per distinct video of a generation batch and reuse its "
+            "output in generation and in every log-prob pass (no effect when the tower trains, or under ZeRO-3)."
+        },
+    )
     pair_column: str = field(
         default="pair_id", metadata={"help": "Column naming the pair of a pair row (null on MOS rows)."}
     )
@@ -101,10 +124,29 @@ class VideoGRPOTrainer(GRPOTrainer):
         if getattr(self.args, "freeze_vision_tower", True):
             n = freeze_vision_tower(self.model)
             logger.info("Vision tower frozen (%d tensors).", n)
+        self.vision_encoder_calls = 0  # videos encoded by the vision tower (a count for logs and benchmarks)
+        self._cache_vision = self._can_cache_vision()
         config = self.model.config
         self._video_token_id = getattr(config, "video_token_id", None)
         self._image_token_id = getattr(config, "image_token_id", None)
         self._suppress_vision_tokens(config)
+
+    def _can_cache_vision(self) -> bool:
+        """Whether the vision tower's output can be computed once per generation batch and reused: the option is on,
+        no vision parameter trains (a frozen tower, no adapter on it), generation is transformers' own (not vLLM)
+        and the parameters are not partitioned (ZeRO-3)."""
+        if not getattr(self.args, "cache_video_embeddings", True):
+            return False
+        trainable = [n for n, p in self.model.named_parameters() if p.requires_grad and ".visual." in f".{n}"]
+        if trainable:
+            logger.info("The vision tower trains (%s, ...): its output is recomputed in every pass.", trainable[0])
+            return False
+        if getattr(self, "use_vllm", False) or getattr(self, "use_transformers_continuous_batching", False):
+            return False
+        if getattr(self.accelerator.state, "deepspeed_plugin", None) is not None:
+            if self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+                return False
+        return True
 
     def _suppress_vision_tokens(self, config) -> None:
         """Never sample a vision placeholder (video/image pad, vision start/end): TRL suppresses the image token only,
@@ -160,7 +202,9 @@ class VideoGRPOTrainer(GRPOTrainer):
 
     def _tokenize_prompts(self, prompts: list):
         """Video prompts: chat template + frames (mds_vqa.video, qwen-vl-utils' sampling rules) + the processor, each
-        distinct (video, prompt) read once. Returns unpadded prompt ids and the video fields; stores the per-sample fields for the log-prob passes."""
+        distinct (video, prompt) read and processed once; with a cacheable vision tower, each distinct video also
+        encoded once. Returns unpadded prompt ids and the video fields; stores the per-sample fields for generation
+        and the log-prob passes."""
         if not prompts or self._video_of(prompts[0]) is None:
             return super()._tokenize_prompts(prompts)
         processor = self.processing_class
@@ -181,23 +225,103 @@ class VideoGRPOTrainer(GRPOTrainer):
             if "mm_token_type_ids" in enc
             else None
         )
-        rows = enc["video_grid_thw"].prod(-1).tolist()
-        pixels = list(torch.split(enc["pixel_values_videos"], rows, dim=0))
         order = [where[k] for k in keys]
         device = self.accelerator.device
-        self._active_video = {
-            "pixel_values_videos": [pixels[i].to(device) for i in order],
-            "video_grid_thw": enc["video_grid_thw"][order].to(device),
-            "second_per_grid_ts": enc["second_per_grid_ts"][order].to(device),
-        }
-        fields = {
-            "pixel_values_videos": torch.cat([pixels[i] for i in order]),
-            "video_grid_thw": enc["video_grid_thw"][order],
-            "second_per_grid_ts": enc["second_per_grid_ts"][order],
-        }
+        grid = enc["video_grid_thw"][order]
+        seconds = enc["second_per_grid_ts"][order]
+        fields: dict[str, Any] = {"video_grid_thw": grid, "second_per_grid_ts": seconds}
+        if self._cache_vision:
+            embeds = self._encode_videos(enc["pixel_values_videos"], enc["video_grid_thw"])
+            self._active_video = {
+                "video_embeds": [embeds[i] for i in order],  # one tensor per distinct video, shared by its rows
+                "video_grid_thw": grid.to(device),
+                "second_per_grid_ts": seconds.to(device),
+            }
+        else:
+            rows = enc["video_grid_thw"].prod(-1).tolist()
+            pixels = list(torch.split(enc["pixel_values_videos"], rows, dim=0))
+            self._active_video = {
+                "pixel_values_videos": [pixels[i].to(device) for i in order],
+                "video_grid_thw": grid.to(device),
+                "second_per_grid_ts": seconds.to(device),
+            }
+            fields["pixel_values_videos"] = torch.cat([pixels[i] for i in order])
         if mm is not None:
             fields["mm_token_type_ids"] = [mm[i] for i in order]
         return [ids[i] for i in order], None, fields
+
+    @torch.no_grad()
+    def _encode_videos(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen vision tower's output (merged video tokens, ``(tokens_i, hidden)``) for each video."""
+        model = self.accelerator.unwrap_model(self.model)
+        device = self.accelerator.device
+        with self.accelerator.autocast():
+            out = model.get_video_features(
+                pixel_values_videos=pixel_values_videos.to(device),
+                video_grid_thw=video_grid_thw.to(device),
+                return_dict=True,
+            )
+        self.vision_encoder_calls += int(video_grid_thw.shape[0])
+        return list(out.pooler_output)
+
+    @staticmethod
+    def _encoder_outputs(embeds: list[torch.Tensor]) -> dict[str, BaseModelOutputWithPooling]:
+        """``mm_encoder_outputs`` of the model's forward/generate for per-sample video embeddings."""
+        return {"video": BaseModelOutputWithPooling(pooler_output=tuple(embeds))}
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """TRL's generation with transformers, fed the cached video embeddings instead of the pixels (so the vision
+        tower does not run again for each of the ``G`` completions); TRL's own path otherwise."""
+        video = self._active_video
+        if video is None or "video_embeds" not in video or not self._cache_vision:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
+            )
+        device = self.accelerator.device
+        pad_id = self._tokenizer.pad_token_id
+        prompts = [torch.tensor(ids) for ids in prompt_ids]
+        inputs = {
+            "input_ids": pad(
+                prompts, padding_value=pad_id, padding_side="left", pad_to_multiple_of=self.pad_to_multiple_of
+            ),
+            "attention_mask": pad(
+                [torch.ones_like(t) for t in prompts],
+                padding_value=0,
+                padding_side="left",
+                pad_to_multiple_of=self.pad_to_multiple_of,
+            ),
+            "video_grid_thw": video["video_grid_thw"],
+            "second_per_grid_ts": video["second_per_grid_ts"],
+        }
+        if "mm_token_type_ids" in multimodal_fields:
+            inputs["mm_token_type_ids"] = pad(
+                [torch.tensor(x) for x in multimodal_fields["mm_token_type_ids"]],
+                padding_value=0,
+                padding_side="left",
+                pad_to_multiple_of=self.pad_to_multiple_of,
+            )
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        with (
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped_model,
+            torch.no_grad(),
+        ):
+            sequences = unwrapped_model.generate(
+                **inputs,
+                mm_encoder_outputs=self._encoder_outputs(video["video_embeds"]),
+                generation_config=self.generation_config,
+            )
+        completion_ids = sequences[:, inputs["input_ids"].size(1) :]
+        # keep each completion up to and including its first EOS (TRL's rule)
+        is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=completion_ids.device))
+        first_eos = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), is_eos.size(1))
+        keep = (torch.arange(is_eos.size(1), device=completion_ids.device)[None] <= first_eos[:, None]).cpu()
+        return [c[m].tolist() for c, m in zip(completion_ids.cpu(), keep)], None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """Insert each row's video into its prompt, run TRL's generation and scoring with the video fields active
@@ -221,7 +345,9 @@ class VideoGRPOTrainer(GRPOTrainer):
     # -- log-probs and loss ----------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """TRL's GRPO loss, with the batch's video tensors active for the training forward."""
-        if "pixel_values_videos" in inputs:
+        if "video_embeds" in inputs:
+            self._active_video = {k: inputs[k] for k in EMBED_FIELDS}
+        elif "pixel_values_videos" in inputs:
             self._active_video = {k: inputs[k] for k in VIDEO_FIELDS}
         try:
             return super().compute_loss(
@@ -264,10 +390,9 @@ class VideoGRPOTrainer(GRPOTrainer):
                 **kwargs,
             )
         n = input_ids.size(0)
-        if len(video["pixel_values_videos"]) != n:
-            raise RuntimeError(
-                f"{n} sequences but {len(video['pixel_values_videos'])} videos: the batch lost alignment"
-            )
+        per_sample = video["video_embeds"] if "video_embeds" in video else video["pixel_values_videos"]
+        if len(per_sample) != n:
+            raise RuntimeError(f"{n} sequences but {len(per_sample)} videos: the batch lost alignment")
         batch_size = batch_size or n
         all_logps, all_entropies, all_aux = [], [], []
         for start in range(0, n, batch_size):
@@ -277,11 +402,14 @@ class VideoGRPOTrainer(GRPOTrainer):
             model_inputs = {
                 "input_ids": ids,
                 "attention_mask": mask,
-                "pixel_values_videos": torch.cat(list(video["pixel_values_videos"][start:end])),
                 "video_grid_thw": video["video_grid_thw"][start:end],
                 "second_per_grid_ts": video["second_per_grid_ts"][start:end],
                 "mm_token_type_ids": self._mm_token_type_ids(ids, logits_to_keep),
             }
+            if "video_embeds" in video:  # the tower's output, computed once per distinct video
+                model_inputs["mm_encoder_outputs"] = self._encoder_outputs(list(video["video_embeds"][start:end]))
+            else:
+                model_inputs["pixel_values_videos"] = torch.cat(list(video["pixel_values_videos"][start:end]))
             if compute_aux_loss:
                 model_inputs["output_router_logits"] = True
             labels = ids.masked_fill(mask == 0, -100)
