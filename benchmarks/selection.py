@@ -6,9 +6,11 @@
 2. One greedy step at N = 20,000 against its floor, one matrix product of the pick's frames against all N·F pool
    frames (``pool @ x.T``; the ``x @ pool.T`` layout is timed too), measured in the same run; and the lazy greedy's
    mean time per pick over a 5 % selection.
-3. Scaling: our time, the distances computed and peak extra memory (process peak RSS above the RSS with the features
-   loaded) at N = 10k, 50k, 100k in float32, with the features stored in float16 (how many picks change), and with
-   one pool pass per pick at the ``--passes-sizes``.
+3. Scaling (``--sizes``, e.g. ``--sizes 100000 1000000``; ``--strategy coreset``): our time, the distances computed
+   and the peak extra memory (CPU: process peak RSS above the RSS before the call; CUDA:
+   ``torch.cuda.max_memory_allocated`` above the memory allocated before it) in the device's default mode (lazy on
+   CPU, one pool pass per pick on CUDA) in float32, with the features stored in 16 bits (``--half-dtype``; how many
+   picks change), and with one pool pass per pick at the ``--passes-sizes`` on CPU.
 
 Features are synthetic but CLIP-like (see :func:`clustered_features`: frame cosines ≈ 0.45 across topics, 0.70
 within one of 64 topics, 0.92 within a video); g ~ N(3, 0.5) clipped to [1, 5]. Usage:
@@ -16,6 +18,7 @@ within one of 64 topics, 0.92 within a video); g ~ N(3, 0.5) clipped to [1, 5]. 
     python benchmarks/selection.py                          # everything (about 10 min on 2 CPU cores)
     python benchmarks/selection.py --sizes 10000 --no-half  # quick look
     python benchmarks/selection.py --device cuda            # GPU (the reference still runs on CPU)
+    python benchmarks/selection.py --device cuda --reference-size 0 --floor-size 0 --sizes 100000 1000000
 """
 
 from __future__ import annotations
@@ -301,40 +304,60 @@ def step_versus_floor(n: int, frames: int, dim: int, steps: int, repeats: int, d
 
 
 def scaling(
-    sizes, frames: int, dim: int, budget: float, lam: float, device: torch.device, half: bool, passes_sizes=()
+    sizes,
+    frames: int,
+    dim: int,
+    budget: float,
+    lam: float,
+    device: torch.device,
+    half: bool,
+    passes_sizes=(),
+    *,
+    half_dtype: str = "float16",
+    strategy: str = "mds",
 ) -> None:
-    print(f"\n### Scaling (F = {frames}, d = {dim}, budget {budget:.0%}, λ = {lam}, {device.type})\n")
+    """Time, distances computed and peak extra memory of ``strategy`` at each pool size: the device's default mode
+    (lazy on CPU, one pass per pick on CUDA) in float32 and, with ``half``, with ``half_dtype`` storage; one pass per
+    pick in float32 too at ``passes_sizes`` (on CPU). The pool is built in its storage dtype before the clock starts,
+    so the memory column is the selection's own: on CPU the process's peak RSS above its RSS before the call
+    (``VmHWM − VmRSS`` after a ``clear_refs`` reset), on CUDA ``torch.cuda.max_memory_allocated`` above the memory
+    allocated before the call."""
+    default = "lazy" if device.type == "cpu" else "passes"
+    memory = "peak RSS − RSS before" if device.type == "cpu" else "max_memory_allocated − allocated before"
+    print(f"\n### Scaling: `{strategy}` (F = {frames}, d = {dim}, budget {budget:.0%}, λ = {lam}, {device.type})\n")
     print(
-        "| N | picks | mode | storage | features (GiB) | wall time (s) | ms / step | CPU time (s) "
-        "| distances computed / one pass per pick | peak extra memory (GiB) | extra / features | picks vs float32 lazy |"
+        "| N | picks | mode | storage | features (GiB, float32) | wall time (s) | ms / step | CPU time (s) "
+        f"| distances computed / one pass per pick | peak extra memory (GiB, {memory}) | extra / stored features "
+        f"| picks vs float32 {default} |"
     )
     print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
         feats = clustered_features(n, frames, dim, seed=3)
-        if device.type == "cuda":
-            feats = feats.to(device)
         g = difficulty(n, seed=3)
         count = resolve_budget(budget, n)
         size = feats.numel() * 4 / 2**30
         base = None
-        modes = [("lazy", "float32")] + ([("lazy", "float16")] if half else [])
-        if n in passes_sizes:
+        modes = [(default, "float32")] + ([(default, half_dtype)] if half else [])
+        if n in passes_sizes and default != "passes":
             modes.append(("passes", "float32"))
         for mode, storage in modes:
+            pool = FramePool.from_features(feats, dtype=storage, device=device)
+            pool.distance_bounds()  # a cached property of the pool, built once (one pass over the frames)
+            stored = pool.nbytes / 2**30
             run = functools.partial(
                 select_with_details,
-                "mds",
+                strategy,
                 difficulty=g,
-                features=feats,
+                features=pool,
                 budget=count,
                 lam=lam,
                 device=device,
-                storage_dtype=storage,
                 lazy=mode == "lazy",
+                compute_diversity=False,
             )
             result, seconds, cpu, peak = measure(run, device)
             picks = result.indices
-            work = result.params["distances_computed"] / (n * (count - 1))
+            work = result.params.get("distances_computed", float("nan")) / (n * (count - 1))
             if base is None:
                 base, changed = picks, "—"
             else:
@@ -347,11 +370,12 @@ def scaling(
                 )
             print(
                 f"| {n:,} | {count:,} | {mode} | {storage} | {size:.2f} | {seconds:.1f} "
-                f"| {1e3 * seconds / max(1, count - 1):.1f} | {cpu:.1f} | {work:.3f} | {peak / 2**30:.3f} "
-                f"| {peak / 2**30 / size:.2f} | {changed} |",
+                f"| {1e3 * seconds / max(1, count - 1):.2f} | {cpu:.1f} | {work:.3f} | {peak / 2**30:.3f} "
+                f"| {peak / 2**30 / stored:.3f} | {changed} |",
                 flush=True,
             )
-        del feats, run
+            del pool, run
+        del feats
 
 
 def main() -> None:
@@ -367,13 +391,15 @@ def main() -> None:
     p.add_argument("--floor-steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 100_000])
-    p.add_argument("--no-half", action="store_true", help="skip the float16-storage runs")
+    p.add_argument("--no-half", action="store_true", help="skip the 16-bit-storage runs")
+    p.add_argument("--half-dtype", default="float16", choices=["float16", "bfloat16"], help="16-bit storage dtype")
+    p.add_argument("--strategy", default="mds", choices=["mds", "diversity", "coreset"], help="scaling section")
     p.add_argument(
         "--passes-sizes",
         type=int,
         nargs="*",
         default=[10_000],
-        help="sizes at which the scaling section also runs one pool pass per pick (lazy=False)",
+        help="sizes at which the scaling section also runs one pool pass per pick (lazy=False; on CPU)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
@@ -398,6 +424,8 @@ def main() -> None:
             device,
             half=not args.no_half,
             passes_sizes=set(args.passes_sizes),
+            half_dtype=args.half_dtype,
+            strategy=args.strategy,
         )
     print(f"\nLoad average at end: {load()}.")
 

@@ -68,7 +68,9 @@ class PretrainQualityScriptArguments:
 def prepare_datasets(script_args: PretrainQualityScriptArguments, mos_column: str):
     """Load the pool, normalise the MOS per dataset, resolve (and check) relative video paths, split train/eval."""
     pool = load_pool(script_args.dataset_path, revision=script_args.revision)
-    needed = ["video", mos_column, "dataset"] + (["split"] if script_args.train_split or script_args.eval_split else [])
+    needed = ["video", mos_column, "dataset"] + (
+        ["split"] if script_args.train_split or script_args.eval_split else []
+    )
     missing = [c for c in needed if c not in pool.column_names]
     if missing:
         raise ValueError(f"{script_args.dataset_path} has no column(s) {missing} (columns: {pool.column_names}).")

@@ -33,6 +33,7 @@ __all__ = [
     "chamfer_distance",
     "chamfer_many_vs_all",
     "chamfer_one_vs_all",
+    "chamfer_stacked",
     "default_chunk_frames",
     "marginal_diversity",
     "mean_pairwise_distance",
@@ -125,8 +126,33 @@ def chamfer_many_vs_all(
     """
     if not isinstance(pool, FramePool):
         pool = FramePool.from_features(pool)
-    device = pool.device
     xs, weights = _stack_queries(queries, pool)
+    return chamfer_stacked(xs, weights, pool, chunk_frames=chunk_frames, out=out)
+
+
+def chamfer_stacked(
+    xs: torch.Tensor,
+    weights: torch.Tensor | None,
+    pool: FramePool,
+    *,
+    chunk_frames: int | None = None,
+    out: torch.Tensor | None = None,
+    stored_exact: bool = False,
+) -> torch.Tensor:
+    """:func:`chamfer_many_vs_all` on queries already stacked: ``xs`` a float32 ``(Q, m, d)`` tensor on the pool's
+    device, ``weights`` ``None`` (every query has ``m`` frames) or the ``(Q, m)`` weights averaging each query over
+    its real frames (padding frames, copies of a real one, weigh 0).
+
+    Reads no value back to the host: a caller holding the query as a device tensor (the greedy's pick) runs it
+    without a host synchronisation. Extra memory: one ``chunk × Q·m`` float32 block of squared distances, its two
+    minima (``1/m`` of it each) and, for a 16-bit pool, a float32 upcast buffer of at most ``_upcast_rows`` rows
+    and never more than 1/32 of the pool's frames (so ≤ 1/16 of the 16-bit features' bytes).
+
+    ``stored_exact``: the queries are frames of the pool, exactly representable in its storage dtype. On CUDA a
+    16-bit pool is then multiplied in its own dtype with float32 accumulation (``torch.mm(..., out_dtype=float32)``:
+    products of 16-bit values are exact in float32, so only the summation order differs from the upcast product),
+    which reads the 16-bit features once instead of upcasting them."""
+    device = pool.device
     nq, m = xs.shape[0], xs.shape[1]
     x = xs.reshape(nq * m, pool.dim)
     x2 = (x * x).sum(dim=1)
@@ -137,12 +163,42 @@ def chamfer_many_vs_all(
     elif tuple(out.shape) != (n, nq):
         raise ValueError(f"out must have shape {(n, nq)}, got {tuple(out.shape)}")
     upcast = None
-    if pool.frames.dtype != torch.float32:
-        upcast = torch.empty(_upcast_rows(device, pool.dim), pool.dim, dtype=torch.float32, device=device)
+    low = None
+    if pool.frames.dtype != torch.float32 and stored_exact and _mixed_mm_supported(device, pool.frames.dtype):
+        # the queries are stored frames, exact in the storage dtype: 16-bit products accumulated in float32
+        low = (-2.0 * x).to(pool.frames.dtype).t()
+    elif pool.frames.dtype != torch.float32:
+        rows = min(
+            _upcast_rows(device, pool.dim),
+            max(_upcast_rows(torch.device("cpu"), pool.dim), -(-len(pool.frames) // 32)),
+        )
+        upcast = torch.empty(min(rows, pool.frames.shape[0]), pool.dim, dtype=torch.float32, device=device)
     for v0, v1, f0, f1 in pool.chunk_bounds(chunk_frames or default_chunk_frames(device, nq * m)):
-        s = _partial_squared_distances(pool, xt, f0, f1, upcast)
+        if low is not None:
+            s = torch.mm(pool.frames[f0:f1], low, out_dtype=torch.float32).add_(pool.sq_norms[f0:f1, None])
+        else:
+            s = _partial_squared_distances(pool, xt, f0, f1, upcast)
         _chunk_chamfer(pool, s, x2, (v0, v1, f0, f1), (nq, m), weights, out=out[v0:v1])
     return out
+
+
+_MIXED_MM: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _mixed_mm_supported(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``torch.mm(a, b, out_dtype=torch.float32)`` runs on 16-bit ``dtype`` inputs on ``device`` (CUDA, recent
+    torch); probed once per device and dtype."""
+    if device.type != "cuda":
+        return False
+    key = (str(device), dtype)
+    if key not in _MIXED_MM:
+        a = torch.ones(16, 16, dtype=dtype, device=device)
+        try:
+            ok = torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
+        except (RuntimeError, TypeError, NotImplementedError):
+            ok = False
+        _MIXED_MM[key] = ok
+    return _MIXED_MM[key]
 
 
 def _stack_queries(queries, pool: FramePool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -231,7 +287,7 @@ def _chunk_chamfer(
         term_y = row.view(nv, uniform, nq).mean(dim=1)
     else:
         term_y = torch.zeros(nv, nq, dtype=torch.float32, device=device).index_add_(0, seg[f0:f1] - v0, row)
-        term_y.div_(pool.lengths[v0:v1].to(device=device, dtype=torch.float32)[:, None])
+        term_y.div_(pool.lengths_on_device()[v0:v1, None])
     torch.add(term_x, term_y, out=out).mul_(0.5)
 
 

@@ -66,6 +66,7 @@ class FramePool:
         offsets: ``(N + 1,)`` int64 start of each video in ``frames`` (on CPU).
         sq_norms: ``(M,)`` float32 squared norms of the stored frames.
         uniform_length: ``F`` when every video has the same number of frames (fast path), else ``None``.
+        max_length: the largest frame count ``max F_i`` (a Python int).
 
     Build one with :meth:`from_features` from a ``(N, F, d)`` tensor/array or a list of ``(F_i, d)`` arrays.
     """
@@ -97,7 +98,10 @@ class FramePool:
         torch.cumsum(lengths, 0, out=self.offsets[1:])
         first = int(lengths[0])
         self.uniform_length: int | None = first if bool((lengths == first).all()) else None
+        self.max_length = first if self.uniform_length is not None else int(lengths.max())
         self._video_of_frame: torch.Tensor | None = None
+        self._lengths_on_device: torch.Tensor | None = None
+        self._offsets_on_device: torch.Tensor | None = None
         self._distance_bounds: torch.Tensor | None = None
         self._bounds_cache: dict[int, list[tuple[int, int, int, int]]] = {}
 
@@ -298,6 +302,38 @@ class FramePool:
         margin = 1e-3 * max(1.0, float(self.sq_norms.max().sqrt()))
         self._distance_bounds = 0.5 * (mean + low) + margin
         return self._distance_bounds
+
+    def lengths_on_device(self) -> torch.Tensor:
+        """``(N,)`` float32 frame counts on the pool's device (cached: a pass over a ragged pool copies nothing from
+        the host)."""
+        if self._lengths_on_device is None:
+            self._lengths_on_device = self.lengths.to(device=self.frames.device, dtype=torch.float32)
+        return self._lengths_on_device
+
+    def offsets_on_device(self) -> torch.Tensor:
+        """``(N + 1,)`` int64 :attr:`offsets` on the pool's device (cached)."""
+        if self._offsets_on_device is None:
+            self._offsets_on_device = self.offsets.to(self.frames.device)
+        return self._offsets_on_device
+
+    @classmethod
+    def uniform_view(cls, frames: torch.Tensor, frames_per_video: int, sq_norms: torch.Tensor) -> FramePool:
+        """A pool of videos of ``frames_per_video`` frames each over already validated ``frames`` and their squared
+        norms, without a copy or a check (the greedy's picked set, a slice of it at every step)."""
+        pool = cls.__new__(cls)
+        n = frames.shape[0] // frames_per_video
+        pool.frames = frames
+        pool.sq_norms = sq_norms
+        pool.lengths = torch.full((n,), frames_per_video, dtype=torch.int64)
+        pool.offsets = torch.arange(0, (n + 1) * frames_per_video, frames_per_video, dtype=torch.int64)
+        pool.uniform_length = frames_per_video
+        pool.max_length = frames_per_video
+        pool._video_of_frame = None
+        pool._lengths_on_device = None
+        pool._offsets_on_device = None
+        pool._distance_bounds = None
+        pool._bounds_cache = {}
+        return pool
 
     def video_of_frame(self) -> torch.Tensor:
         """``(M,)`` int64: the video each frame belongs to (on the pool's device)."""

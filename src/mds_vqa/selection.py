@@ -163,11 +163,14 @@ def select_with_details(
             computed in float32 either way, from the rounded features.
         chunk_frames: pool frames per chunk of a one-vs-all pass (``None``: automatic).
         progress: show a progress bar.
-        lazy: ``mds``/``diversity``: ``True`` computes only the distances a step needs, under an upper bound of
-            every score; ``False``: one full pass over the pool per pick. The picks are the same either way, up to
-            float32 rounding of the distances. ``None`` (default): the faster one on the device, as measured
-            (``benchmarks/selection.py``): lazy on CPU, one pass per pick on a GPU (5.2 s against 27.3 s at
-            N = 100k on an H200, where the lazy scheme's host synchronisations dominate).
+        lazy: ``mds``/``diversity``/``coreset``: ``True`` computes only the distances a step needs, under an upper
+            bound of every score; ``False``: one full pass over the pool per pick, with no host synchronisation per
+            pick (the pick stays on the device; the picks are copied to the host once at the end). The picks are the
+            same either way, up to float32 rounding of the distances. ``None`` (default): the faster one on the
+            device, as measured (``benchmarks/selection.py``): lazy on CPU, one pass per pick on a GPU (where the
+            lazy scheme's host synchronisations dominate: 27.3 s against 5.2 s at N = 100k on an H200 before the
+            per-pick synchronisations were removed from the passes). ``coreset`` defaults to the passes everywhere
+            (its lazy mode computed every distance at N = 20k on CLIP-like features, and took 1.2× as long).
         labelled_features: frame features of videos labelled before (earlier rounds, the source pool), in the
             formats of ``features``: ``mds`` and ``diversity`` then average the diversity term over them and the
             picks so far, and ``coreset`` starts with them as centers. ``None``: the released algorithm.
@@ -185,7 +188,8 @@ def select_with_details(
     g, pool = selection_inputs(spec, difficulty, features, storage_dtype, dev)
     labelled = labelled_pool(labelled_features, pool, storage_dtype, dev)
     count = resolve_budget(budget, len(pool) if pool is not None else len(g))
-    lazy = dev.type == "cpu" if lazy is None else lazy
+    # coreset: the lazy k-center prunes nothing on clustered CLIP-like pools (benchmarks/selection.py): passes
+    lazy = (dev.type == "cpu" and strategy != "coreset") if lazy is None else lazy
     start = time.perf_counter()
     stats: dict = {}
     indices, diversity = spec.fn(

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .diversity import chamfer_many_vs_all, chamfer_one_vs_all
-from .greedy import argmax_lowest, greedy_mean_distance, labelled_sums
+from .diversity import chamfer_many_vs_all
+from .greedy import argmax_lowest, greedy_k_center, greedy_mean_distance, labelled_sums
 
 __all__ = ["STRATEGIES", "Strategy", "get_strategy", "register_strategy"]
 
@@ -165,10 +164,8 @@ def _noise_stability(
 )
 def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
     n = len(pool)
-    dist = torch.empty(n, dtype=torch.float32, device=device)
     sums = torch.zeros(n, dtype=torch.float64, device=device)
     nearest = torch.full((n,), float("inf"), dtype=torch.float32, device=device)
-    taken = torch.zeros(n, dtype=torch.bool, device=device)
     m = len(labelled) if labelled is not None else 0
     for b0 in range(0, m, 32):  # the labelled videos are the first centers
         queries = labelled.subset(torch.arange(b0, min(m, b0 + 32))).as_queries()
@@ -176,19 +173,18 @@ def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy
         sums += block.to(torch.float64).sum(dim=1)
         torch.minimum(nearest, block.min(dim=1).values, out=nearest)
     first = argmax_lowest(nearest) if m else int(np.random.default_rng(seed).integers(n))
-    pick, order, diversity = first, [first], [float(sums[first]) / m if m else float("nan")]
-    taken[pick] = True
-    with tqdm(total=budget, initial=1, desc="coreset", unit="pick", disable=not progress) as bar:
-        for k in range(1, budget):
-            chamfer_one_vs_all(pool.video(pick), pool, chunk_frames=chunk_frames, out=dist)
-            sums.add_(dist)
-            torch.minimum(nearest, dist, out=nearest)
-            pick = argmax_lowest(nearest.masked_fill(taken, float("-inf")))
-            order.append(pick)
-            diversity.append(float(sums[pick]) / (k + m))
-            taken[pick] = True
-            bar.update(1)
-    return order, np.asarray(diversity, dtype=np.float64)
+    return greedy_k_center(
+        pool,
+        budget,
+        first,
+        progress=progress,
+        chunk_frames=chunk_frames,
+        lazy=lazy,
+        stats=stats,
+        nearest=nearest,
+        base_sums=sums,
+        base_count=m,
+    )
 
 
 @register_strategy("random", needs_difficulty=False, needs_features=False, description="seeded uniform sample")
