@@ -26,160 +26,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from _common import SIZE_FLAGS, build_model, count_passes, hardware, make_clips, timed  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
-from mds_vqa.modeling import VideoSamplingConfig, load_model_and_processor, resolve_dtype  # noqa: E402
+from mds_vqa.modeling import VideoSamplingConfig  # noqa: E402
 from mds_vqa.pool_scoring import PoolScoringRun, score_pool  # noqa: E402
 from mds_vqa.resumable import data_parallel_state  # noqa: E402
 from mds_vqa.scoring import ScoringConfig, score_inputs, score_videos  # noqa: E402
 from mds_vqa.scoring_inputs import ScoringInputs, prepare_scoring_inputs, scoring_batches  # noqa: E402
-from mds_vqa.testing import Distortion, build_tiny_qwen2_5_vl, make_video  # noqa: E402
-
-# Qwen2.5-VL-7B's dimensions (its config.json); the vocabulary is the real size, the tokenizer the tiny one.
-SHAPE_7B = {
-    "text_hidden": 3584,
-    "text_intermediate": 18944,
-    "text_layers": 28,
-    "text_heads": 28,
-    "text_kv_heads": 4,
-    "vision_depth": 32,
-    "vision_hidden": 1280,
-    "vision_intermediate": 3420,
-    "vision_heads": 16,
-    "vocab_size": 152064,
-}
-SIZE_FLAGS = tuple(SHAPE_7B)
-# The processor must keep the frames the sampling resized (its default budget would shrink 504x504 ones).
-PROCESSOR_PIXELS = {"min_pixels": 28 * 28, "max_pixels": 768 * 28 * 28}
-
-
-def count_passes(model):
-    """Attach a counter of forward calls to ``model``; returns the counter dict."""
-    counter = {"n": 0}
-    model.register_forward_pre_hook(lambda *a, **k: counter.__setitem__("n", counter["n"] + 1))
-    return counter
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _mrope(head_dim: int) -> list[int]:
-    """Rotary sections (temporal, height, width) over ``head_dim / 2``: Qwen2.5-VL's [16, 24, 24] at 128."""
-    if head_dim == 128:
-        return [16, 24, 24]
-    third = head_dim // 2 // 3
-    return [head_dim // 2 - 2 * third, third, third]
-
-
-def _sized_model(folder: str, sizes: dict, device: torch.device, dtype):
-    """A Qwen2.5-VL with the tiny model's config resized by ``sizes`` and random weights, built on ``device``."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    tiny = Qwen2_5_VLConfig.from_pretrained(folder).to_dict()
-    text, vision = tiny["text_config"], tiny["vision_config"]
-    text.pop("layer_types", None)  # recomputed for the new depth
-    head_dim = sizes["text_hidden"] // sizes["text_heads"]
-    text.update(
-        hidden_size=sizes["text_hidden"],
-        intermediate_size=sizes["text_intermediate"],
-        num_hidden_layers=sizes["text_layers"],
-        num_attention_heads=sizes["text_heads"],
-        num_key_value_heads=sizes["text_kv_heads"],
-        vocab_size=sizes["vocab_size"],
-        rope_parameters={**text["rope_parameters"], "mrope_section": _mrope(head_dim)},
-    )
-    vision.update(
-        depth=sizes["vision_depth"],
-        hidden_size=sizes["vision_hidden"],
-        intermediate_size=sizes["vision_intermediate"],
-        num_heads=sizes["vision_heads"],
-        out_hidden_size=sizes["text_hidden"],
-        window_size=112,
-        fullatt_block_indexes=[i for i in range(sizes["vision_depth"]) if i % 8 == 7] or [sizes["vision_depth"] - 1],
-    )
-    if sizes["vocab_size"] > 1000:  # the 7B does not tie its LM head to the embeddings
-        tiny["tie_word_embeddings"] = text["tie_word_embeddings"] = False
-    config = Qwen2_5_VLConfig(**tiny)
-    with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
-    return model.eval()
-
-
-def build_model(args, tmp: Path):
-    """``(model, processor, description)`` on ``args.device``."""
-    device, dtype = torch.device(args.device), resolve_dtype(args.dtype)
-    if args.model:
-        model, processor = load_model_and_processor(
-            args.model, dtype=dtype, attn_implementation=args.attn_implementation
-        )
-        return model.to(device), processor, args.model
-    folder = build_tiny_qwen2_5_vl(tmp / "model", **PROCESSOR_PIXELS)
-    tiny = {"text_hidden": 64, "text_intermediate": 128, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2}
-    tiny.update(vision_depth=2, vision_hidden=32, vision_intermediate=64, vision_heads=2, vocab_size=0)
-    sizes = dict(SHAPE_7B if args.shape == "7b" else tiny)
-    sizes.update({k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None})
-    if sizes == tiny:
-        model, processor = load_model_and_processor(folder, dtype=dtype, attn_implementation=args.attn_implementation)
-        return model.to(device), processor, "tiny local Qwen2.5-VL (random)"
-    _, processor = load_model_and_processor(folder, dtype=dtype)
-    sizes["vocab_size"] = max(sizes["vocab_size"], len(processor.tokenizer))
-    model = _sized_model(folder, sizes, device, dtype)
-    params = sum(p.numel() for p in model.parameters()) / 1e9
-    shape = ", ".join(f"{k} {v}" for k, v in sizes.items())
-    return model, processor, f"Qwen2.5-VL from a config, random weights, {params:.2f} B parameters ({shape})"
-
-
-def make_clips(args, folder: Path) -> list[str]:
-    """``args.n`` video files: ``args.distinct`` generated clips copied round-robin (decoding cost is per file)."""
-    if args.videos_dir:
-        return sorted(str(p) for p in Path(args.videos_dir).glob("*.mp4"))[: args.n]
-    size, fps = args.clip.split("@")
-    width, height, frames = (int(v) for v in size.split("x"))
-    start = time.perf_counter()
-    sources = [
-        make_video(
-            folder / f"source_{i}.mp4",
-            Distortion(noise=3 + 3 * i),
-            num_frames=frames,
-            height=height,
-            width=width,
-            fps=int(fps),
-            seed=i,
-        )
-        for i in range(min(args.distinct, args.n))
-    ]
-    print(
-        f"generated {len(sources)} clip(s) of {width}x{height}, {frames} frames at {fps} fps in "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    videos = []
-    for i in range(args.n):
-        videos.append(str(shutil.copy(sources[i % len(sources)], folder / f"video_{i:04d}.mp4")))
-    return videos
 
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _timed(fn, device: torch.device) -> tuple[float, object]:
-    _sync(device)
-    start = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return time.perf_counter() - start, out
 
 
 def bench_pipeline(args, model, processor, videos, sampling, device, tmp: Path) -> list[tuple[str, float]]:
@@ -192,7 +58,7 @@ def bench_pipeline(args, model, processor, videos, sampling, device, tmp: Path) 
     def prepare():
         return [prepare_scoring_inputs(processor, b, config, sampling) for b in batches]
 
-    seconds, prepared = _timed(prepare, device)
+    seconds, prepared = timed(prepare, device)
     rows.append(("prepare alone, main process (read + resize + tokenise + processor)", seconds))
 
     def prepare_in_workers():
@@ -208,11 +74,11 @@ def bench_pipeline(args, model, processor, videos, sampling, device, tmp: Path) 
         )
         return sum(len(b.indices) for b in loader)
 
-    seconds, _ = _timed(prepare_in_workers, device)
+    seconds, _ = timed(prepare_in_workers, device)
     rows.append((f"prepare alone, {args.num_workers} DataLoader worker(s) (no model)", seconds))
 
     on_device = [ScoringInputs(p.videos, {m: p.model_inputs(m, device) for m in p.inputs}) for p in prepared]
-    seconds, _ = _timed(lambda: [score_inputs(model, processor, p, config) for p in on_device], device)
+    seconds, _ = timed(lambda: [score_inputs(model, processor, p, config) for p in on_device], device)
     rows.append((f"model alone on prepared inputs (on {device.type}), batch {args.batch_size}", seconds))
     on_device.clear()
 
@@ -226,7 +92,7 @@ def bench_pipeline(args, model, processor, videos, sampling, device, tmp: Path) 
         def end_to_end(scoring=scoring, work=work):
             return score_pool(pool, work, model, processor, scoring, sampling, state, run, {"bench": "pipeline"})
 
-        seconds, (_, summary) = _timed(end_to_end, device)
+        seconds, (_, summary) = timed(end_to_end, device)
         assert summary["scored"] == len(videos), summary
         how = "serial (num_workers 0)" if workers == 0 else f"{workers} worker(s), prefetch {args.prefetch_factor}"
         rows.append((f"end to end `score_pool`, {how}", seconds))
@@ -244,33 +110,18 @@ def bench_modes(args, model, processor, videos, sampling, device) -> list[tuple[
     batches = _chunks(videos, args.batch_size)
     for name, cfg in modes.items():
         counter["n"] = 0
-        seconds, _ = _timed(
-            lambda cfg=cfg: [score_videos(model, processor, b, cfg, sampling) for b in batches], device
-        )
+        seconds, _ = timed(lambda cfg=cfg: [score_videos(model, processor, b, cfg, sampling) for b in batches], device)
         rows.append((name, counter["n"] / len(batches), seconds))
     return rows
-
-
-def hardware(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    out = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
-    if device.type == "cuda":
-        out += f", {torch.cuda.get_device_name(device)}"
-    return out
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--what", nargs="+", choices=["pipeline", "modes"], default=["pipeline"])
     parser.add_argument("--model", default=None, help="Model id or folder (default: built from a config).")
-    parser.add_argument("--shape", choices=["tiny", "7b"], default="tiny", help="Config to build (random weights).")
+    parser.add_argument(
+        "--shape", choices=["tiny", "small", "3b", "7b"], default="tiny", help="Config to build (random weights)."
+    )
     for flag in SIZE_FLAGS:
         parser.add_argument(f"--{flag}", type=int, default=None, help="Override one size of --shape.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -9,6 +9,7 @@ from trl import GRPOTrainer
 from mds_vqa.data import POOL_FEATURES
 from mds_vqa.grpo import (
     EMBED_FIELDS,
+    PREPARED_KEY,
     VIDEO_FIELDS,
     DatasetRepeatSampler,
     VideoGRPOConfig,
@@ -362,3 +363,42 @@ def test_two_grpo_steps_save_an_adapter_that_peft_loads(tmp_path, tiny_model_dir
     base, _ = load_model_and_processor(tiny_model_dir, dtype="float32")
     loaded = PeftModel.from_pretrained(base, str(out))
     assert any("lora_A" in n for n, _ in loaded.named_parameters())
+
+
+def test_dataloader_workers_prepare_the_videos_and_the_training_loop_reads_none(tmp_path, tiny_model_dir, clips):
+    trainer = _trainer(tmp_path, tiny_model_dir, clips, dataloader_num_workers=1)
+    loader = trainer.get_train_dataloader()
+    assert loader.num_workers == 1
+    rows = next(iter(loader))
+    prepared = rows[0][PREPARED_KEY]
+    assert {video for video, _ in prepared} == {r["video"] for r in rows}
+    trainer.model.eval()
+    with torch.no_grad():
+        batch = trainer._generate_and_score_completions(rows)
+    assert trainer.video_reads == 0 and PREPARED_KEY not in batch
+    # the same prompt ids and vision outputs as preparing in the training loop
+    inline = _trainer(tmp_path, tiny_model_dir, clips, dataloader_num_workers=0)
+    inline.model.load_state_dict(trainer.model.state_dict())
+    ids, _, _ = inline._tokenize_prompts(
+        [build_video_prompt(r["prompt"], r["video"], SAMPLING) for r in trainer.train_dataset.select(range(4))]
+    )
+    assert inline.video_reads == 4
+    by_video = dict(zip(trainer.train_dataset["video"], ids))
+    prompt_ids = [row[mask.bool()].tolist() for row, mask in zip(batch["prompt_ids"], batch["prompt_mask"])]
+    assert prompt_ids == [by_video[r["video"]] for r in rows]
+
+
+def test_the_collator_reads_a_repeated_generation_batch_once(trainer, clips, monkeypatch):
+    import mds_vqa.qwen_frames
+
+    reads = []
+    original = mds_vqa.qwen_frames.fetch_video
+    monkeypatch.setattr(
+        mds_vqa.qwen_frames, "fetch_video", lambda ele, *a, **k: reads.append(ele["video"]) or original(ele, *a, **k)
+    )
+    rows = [trainer.train_dataset[i] for i in (0, 0, 1, 1)]
+    first = trainer.data_collator(rows)
+    again = trainer.data_collator(rows)  # the sampler hands a batch out steps_per_generation x num_iterations times
+    assert len(reads) == 2 and again[0][PREPARED_KEY] is first[0][PREPARED_KEY]
+    trainer.data_collator([trainer.train_dataset[i] for i in (2, 2, 3, 3)])
+    assert len(reads) == 4

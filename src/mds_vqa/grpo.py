@@ -10,6 +10,8 @@ without the pixels and nothing complains. :class:`VideoGRPOTrainer` fixes that w
 - the video tensors (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``, and ``mm_token_type_ids``
   for Qwen's 3-D rotary positions) go into generation, into the old/reference log-probs, and into the training
   forward, sliced per sample so TRL's shuffling and gradient-accumulation splits keep them aligned;
+- reading and processing run ahead of the model in DataLoader workers (``dataloader_num_workers``, default 1:
+  :class:`VideoPromptCollator` prepares the next generation batch while the model trains on the current one);
 - with the vision tower frozen (the paper's setting), the tower runs **once per distinct video of a generation
   batch** (``cache_video_embeddings``): its output is reused by generation and by every log-prob pass (old,
   reference, training forward and its gradient-checkpointing recompute) through the model's ``mm_encoder_outputs``
@@ -71,6 +73,14 @@ class VideoGRPOConfig(GRPOConfig):
     group_column: str = field(default="dataset", metadata={"help": "Column naming each video's dataset."})
     video_column: str = field(default="video", metadata={"help": "Column with the video path."})
     freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
+    dataloader_num_workers: int = field(
+        default=1,
+        metadata={
+            "help": "DataLoader workers that read and process the next generation batch's videos while the model "
+            "trains (0: in the training loop). One worker suffices (a batch is decoded once); more workers each "
+            "decode the batch again for its repeats (steps_per_generation x num_iterations)."
+        },
+    )
     cache_video_embeddings: bool = field(
         default=True,
         metadata={
@@ -100,6 +110,93 @@ def build_video_prompt(
     raise ValueError(f"Prompt has no user message: {prompt!r}")
 
 
+def video_of(prompt: Any) -> str | None:
+    """The video path of a conversational prompt (its first ``{"type": "video"}`` part), or None."""
+    if not isinstance(prompt, list):
+        return None
+    for msg in prompt:
+        if isinstance(msg.get("content"), list):
+            for part in msg["content"]:
+                if isinstance(part, dict) and part.get("type") == "video":
+                    return part["video"]
+    return None
+
+
+@dataclass
+class PreparedVideoPrompt:
+    """One (video, prompt) read and processed: unpadded prompt ids (with the video placeholders), their
+    ``mm_token_type_ids`` (or None), the video's ``pixel_values_videos`` rows, ``video_grid_thw`` and
+    ``second_per_grid_ts``."""
+
+    input_ids: list[int]
+    mm_token_type_ids: list[int] | None
+    pixel_values_videos: torch.Tensor
+    video_grid_thw: torch.Tensor
+    second_per_grid_ts: torch.Tensor
+
+
+def prepare_video_prompts(
+    processor, prompts: list, chat_template_kwargs: dict | None = None
+) -> dict[tuple[str, str], PreparedVideoPrompt]:
+    """Read and process each distinct (video, chat text) of conversational video ``prompts`` once: the frames through
+    :func:`mds_vqa.modeling.fetch_videos`, the text and frames through one processor call. Keyed by
+    ``(video path, chat text)``."""
+    texts = [
+        processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {}))
+        for p in prompts
+    ]
+    keys = [(video_of(p), t) for p, t in zip(prompts, texts)]
+    unique = list(dict.fromkeys(keys))
+    first = {k: prompts[keys.index(k)] for k in unique}
+    videos, metadata = fetch_videos([first[k] for k in unique])
+    enc = processor_inputs(processor, [k[1] for k in unique], videos, metadata)
+    mask = enc["attention_mask"].bool()
+    pixels = torch.split(enc["pixel_values_videos"], enc["video_grid_thw"].prod(-1).tolist(), dim=0)
+    return {
+        k: PreparedVideoPrompt(
+            input_ids=enc["input_ids"][i][mask[i]].tolist(),
+            mm_token_type_ids=enc["mm_token_type_ids"][i][mask[i]].tolist() if "mm_token_type_ids" in enc else None,
+            pixel_values_videos=pixels[i],
+            video_grid_thw=enc["video_grid_thw"][i],
+            second_per_grid_ts=enc["second_per_grid_ts"][i],
+        )
+        for i, k in enumerate(unique)
+    }
+
+
+PREPARED_KEY = "_prepared_video_prompts"
+
+
+class VideoPromptCollator:
+    """The generation batch's collator: rows unchanged, plus (under ``PREPARED_KEY`` of the first row) every distinct
+    (video, prompt) of the batch read and processed (:func:`prepare_video_prompts`). Run in DataLoader workers, it
+    prepares the next batch while the model trains; a worker that is handed the same batch again (its repeats for
+    ``steps_per_generation`` and ``num_iterations``) returns what it prepared without reading again."""
+
+    def __init__(
+        self, processor, sampling: VideoSamplingConfig, video_column: str = "video", chat_template_kwargs=None
+    ):
+        self.processor = processor
+        self.sampling = sampling
+        self.video_column = video_column
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self._last: tuple[tuple, dict] | None = None
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not rows or self.video_column not in rows[0] or video_of(rows[0]["prompt"]) is not None:
+            return rows
+        prompts = [build_video_prompt(r["prompt"], r[self.video_column], self.sampling) for r in rows]
+        signature = tuple((r[self.video_column], repr(r["prompt"])) for r in rows)
+        if self._last is not None and self._last[0] == signature:
+            prepared = self._last[1]
+        else:
+            prepared = prepare_video_prompts(self.processor, prompts, self.chat_template_kwargs)
+            self._last = (signature, prepared)
+        rows = [dict(r) for r in rows]
+        rows[0][PREPARED_KEY] = prepared
+        return rows
+
+
 class VideoGRPOTrainer(GRPOTrainer):
     """``trl.GRPOTrainer`` for video prompts (see the module docstring).
 
@@ -124,6 +221,14 @@ class VideoGRPOTrainer(GRPOTrainer):
         if getattr(self.args, "freeze_vision_tower", True):
             n = freeze_vision_tower(self.model)
             logger.info("Vision tower frozen (%d tensors).", n)
+        self.data_collator = VideoPromptCollator(
+            self.processing_class,
+            self.sampling,
+            getattr(self.args, "video_column", "video"),
+            self.chat_template_kwargs,
+        )
+        self._prepared: dict[tuple[str, str], PreparedVideoPrompt] = {}
+        self.video_reads = 0  # (video, prompt) pairs read and processed in this process (a count for tests and logs)
         self.vision_encoder_calls = 0  # videos encoded by the vision tower (a count for logs and benchmarks)
         self._cache_vision = self._can_cache_vision()
         config = self.model.config
@@ -191,20 +296,13 @@ class VideoGRPOTrainer(GRPOTrainer):
     # -- prompts and generation ------------------------------------------------------------------------------------
     @staticmethod
     def _video_of(prompt: Any) -> str | None:
-        if not isinstance(prompt, list):
-            return None
-        for msg in prompt:
-            if isinstance(msg.get("content"), list):
-                for part in msg["content"]:
-                    if isinstance(part, dict) and part.get("type") == "video":
-                        return part["video"]
-        return None
+        return video_of(prompt)
 
     def _tokenize_prompts(self, prompts: list):
-        """Video prompts: chat template + frames (mds_vqa.video, qwen-vl-utils' sampling rules) + the processor, each
-        distinct (video, prompt) read and processed once; with a cacheable vision tower, each distinct video also
-        encoded once. Returns unpadded prompt ids and the video fields; stores the per-sample fields for generation
-        and the log-prob passes."""
+        """Video prompts: each distinct (video, prompt) read and processed once (by the DataLoader worker that
+        prepared the batch, or here), and with a cacheable vision tower each distinct video encoded once. Returns
+        unpadded prompt ids and the video fields; stores the per-sample fields for generation and the log-prob
+        passes."""
         if not prompts or self._video_of(prompts[0]) is None:
             return super()._tokenize_prompts(prompts)
         processor = self.processing_class
@@ -214,41 +312,39 @@ class VideoGRPOTrainer(GRPOTrainer):
         ]
         keys = [(self._video_of(p), t) for p, t in zip(prompts, texts)]
         unique = list(dict.fromkeys(keys))
-        where = {k: i for i, k in enumerate(unique)}
-        first = {k: prompts[keys.index(k)] for k in unique}
-        videos, metadata = fetch_videos([first[k] for k in unique])
-        enc = processor_inputs(processor, [k[1] for k in unique], videos, metadata)
-        mask = enc["attention_mask"].bool()
-        ids = [enc["input_ids"][i][mask[i]].tolist() for i in range(len(unique))]
-        mm = (
-            [enc["mm_token_type_ids"][i][mask[i]].tolist() for i in range(len(unique))]
-            if "mm_token_type_ids" in enc
-            else None
-        )
-        order = [where[k] for k in keys]
+        prepared = {k: self._prepared[k] for k in unique if k in self._prepared}
+        missing = [k for k in unique if k not in prepared]
+        if missing:
+            first = [prompts[keys.index(k)] for k in missing]
+            prepared.update(prepare_video_prompts(processor, first, self.chat_template_kwargs))
+            self.video_reads += len(missing)
+        items = [prepared[k] for k in keys]
         device = self.accelerator.device
-        grid = enc["video_grid_thw"][order]
-        seconds = enc["second_per_grid_ts"][order]
+        grid = torch.stack([x.video_grid_thw for x in items])
+        seconds = torch.stack([x.second_per_grid_ts for x in items])
         fields: dict[str, Any] = {"video_grid_thw": grid, "second_per_grid_ts": seconds}
         if self._cache_vision:
-            embeds = self._encode_videos(enc["pixel_values_videos"], enc["video_grid_thw"])
+            where = {k: i for i, k in enumerate(unique)}
+            embeds = self._encode_videos(
+                torch.cat([prepared[k].pixel_values_videos for k in unique]),
+                torch.stack([prepared[k].video_grid_thw for k in unique]),
+            )
             self._active_video = {
-                "video_embeds": [embeds[i] for i in order],  # one tensor per distinct video, shared by its rows
+                "video_embeds": [embeds[where[k]] for k in keys],  # one tensor per distinct video, shared by its rows
                 "video_grid_thw": grid.to(device),
                 "second_per_grid_ts": seconds.to(device),
             }
         else:
-            rows = enc["video_grid_thw"].prod(-1).tolist()
-            pixels = list(torch.split(enc["pixel_values_videos"], rows, dim=0))
+            on_device = {k: prepared[k].pixel_values_videos.to(device) for k in unique}
             self._active_video = {
-                "pixel_values_videos": [pixels[i].to(device) for i in order],
+                "pixel_values_videos": [on_device[k] for k in keys],
                 "video_grid_thw": grid.to(device),
                 "second_per_grid_ts": seconds.to(device),
             }
-            fields["pixel_values_videos"] = torch.cat([pixels[i] for i in order])
-        if mm is not None:
-            fields["mm_token_type_ids"] = [mm[i] for i in order]
-        return [ids[i] for i in order], None, fields
+            fields["pixel_values_videos"] = torch.cat([x.pixel_values_videos for x in items])
+        if items[0].mm_token_type_ids is not None:
+            fields["mm_token_type_ids"] = [x.mm_token_type_ids for x in items]
+        return [x.input_ids for x in items], None, fields
 
     @torch.no_grad()
     def _encode_videos(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor) -> list[torch.Tensor]:
@@ -326,6 +422,10 @@ class VideoGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """Insert each row's video into its prompt, run TRL's generation and scoring with the video fields active
         (old/ref log-probs see the pixels), and return the batch with per-sample video fields attached."""
+        self._prepared = {}
+        for x in inputs:  # what the collator prepared (in a DataLoader worker), keyed by (video, chat text)
+            self._prepared.update(x.get(PREPARED_KEY) or {})
+        inputs = [{k: v for k, v in x.items() if k != PREPARED_KEY} for x in inputs]
         column = getattr(self.args, "video_column", "video")
         if inputs and column in inputs[0] and self._video_of(inputs[0]["prompt"]) is None:
             inputs = [{**x, "prompt": build_video_prompt(x["prompt"], x[column], self.sampling)} for x in inputs]
@@ -336,6 +436,7 @@ class VideoGRPOTrainer(GRPOTrainer):
                 output.update(self._active_video)
         finally:
             self._active_video = None
+            self._prepared = {}
         weight = getattr(self.args, "weight_column", None)
         if weight and inputs and weight in inputs[0]:
             w = [1.0 if x[weight] is None else float(x[weight]) for x in inputs]

@@ -1,0 +1,39 @@
+"""The benchmarks run as a user runs them (they measure; these tests only check that every stage runs and reports)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_every_stage_at_the_small_shape(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    flags = "--shape small --clip 64x64x16@8 --sampling small --n 4 --batch_size 2 --num_workers 1 --steps 1"
+    flags += " --max_new_tokens 4 --max_completion_length 4 --clip_model ViT-B-32"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/scale.py", *flags.split()],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [
+        line.split(" | ")
+        for line in proc.stdout.splitlines()
+        if re.match(r"\| (scoring|g_step|grpo_step|features) ", line)
+    ]
+    assert [r[0].strip("| ") for r in rows].count("scoring") == 3
+    assert {r[0].strip("| ") for r in rows} == {"scoring", "g_step", "grpo_step", "features"}
+    assert all(float(r[3]) > 0 for r in rows)  # seconds
+    shipped, per_completion = [r[1] for r in rows if r[0].strip("| ") == "grpo_step"]
+    towers = [int(re.search(r"(\d+) videos through the vision tower", w).group(1)) for w in (shipped, per_completion)]
+    assert 0 < towers[0] < towers[1]
+    assert "Hardware:" in proc.stdout
