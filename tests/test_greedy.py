@@ -126,3 +126,33 @@ def test_chamfer_stacked_of_stored_queries_equals_many_vs_all_and_bounds_its_upc
         xs = pool.frames.view(200, 4, 32)[:3].float()
         got = chamfer_stacked(xs, None, pool, chunk_frames=64, stored_exact=True)
         torch.testing.assert_close(got, chamfer_many_vs_all(xs, pool, chunk_frames=64), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_speculative_updates_leave_the_lazy_picks_those_of_one_pass_per_pick(seed, monkeypatch):
+    from mds_vqa import greedy
+
+    taken = []
+    widen = greedy._LazySums._widen
+
+    def counting(self, groups, spare, k):
+        groups, extra = widen(self, groups, spare, k)
+        taken.append(0 if extra is None else extra.numel())
+        return groups, extra
+
+    # small thresholds, so that a pool of a few hundred videos widens many groups
+    monkeypatch.setattr(greedy, "SPEC_WIDTH", 6)
+    monkeypatch.setattr(greedy, "SPEC_MIN_PICKS", 3)
+    monkeypatch.setattr(greedy, "SPEC_SPARES", 12)
+    monkeypatch.setattr(greedy._LazySums, "_widen", counting)
+    rng = np.random.default_rng(20 + seed)
+    feats = clustered(rng, 400, 4, 16)
+    g = rng.normal(3.0, 0.5, size=400)
+    labelled = clustered(rng, 3, 4, 16)
+    for lam in (0.05, 0.25, 1.0, 4.0):
+        for extra in ({}, {"labelled_features": labelled}):
+            a = select_with_details("mds", difficulty=g, features=feats, budget=60, lam=lam, lazy=True, **extra)
+            b = select_with_details("mds", difficulty=g, features=feats, budget=60, lam=lam, lazy=False, **extra)
+            assert a.indices == b.indices, (lam, extra.keys())
+            np.testing.assert_allclose(a.diversity, b.diversity, atol=1e-6)
+    assert sum(taken) > 0, "no group was widened"

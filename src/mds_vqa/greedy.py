@@ -13,7 +13,10 @@ Two ways to the same picks (up to float32 rounding of the distances):
   memory stays ≤ 0.1× the features at any N (about 0.02× for float32 storage, ≤ 0.1× for 16-bit storage upcast);
 - the lazy greedy (the CPU default): every distance is bounded by ``a_x + a_y``
   (:meth:`~mds_vqa.frame_pool.FramePool.distance_bounds`), so a candidate whose upper bound cannot beat the best exact
-  score of a step is never brought up to date (:class:`_LazySums`).
+  score of a step is never brought up to date (:class:`_LazySums`). A long-stale candidate brought up to date takes
+  the next candidates in line along into its matrix product (speculative updates, :meth:`_LazySums._widen`): a
+  product of the picks' frames against a few columns streams them from memory at ≈ 65 GFLOPS on a CPU, against
+  16–32 candidates at ≈ 150; those candidates would have been brought up to date a few steps later anyway.
 
 :func:`greedy_k_center` (the ``coreset`` strategy) has the same two modes: lazily, a candidate's minimum distance to
 the picks it has met bounds its minimum over all of them from above.
@@ -40,6 +43,12 @@ from .frame_pool import FramePool
 logger = logging.getLogger(__name__)
 
 __all__ = ["argmax_lowest", "greedy_k_center", "greedy_mean_distance", "labelled_sums"]
+
+# speculative updates of the lazy MDS greedy (:meth:`_LazySums._widen`): a group of fewer than SPEC_WIDTH candidates
+# computed against at least SPEC_MIN_PICKS picks is widened with candidates among the SPEC_SPARES next in line
+SPEC_WIDTH = 32
+SPEC_MIN_PICKS = 64
+SPEC_SPARES = 96
 
 
 def argmax_lowest(score: torch.Tensor) -> int:
@@ -113,7 +122,8 @@ class _LazySums:
     longest-stale one lacks (distances it already has masked out) as long as the group computes at most 5/4 of the
     distances it needs: one wide matrix product instead of many thin ones. When the candidates of a step need at least
     half of what whole-pool passes would compute, whole-pool passes update every video at once, so the work stays
-    below about twice that of one pool pass per pick, and far below it when g matters."""
+    below about twice that of one pool pass per pick, and far below it when g matters. A group of a few long-stale
+    candidates is widened with the candidates next in line that lack the same picks (:meth:`_widen`)."""
 
     def __init__(
         self,
@@ -160,8 +170,10 @@ class _LazySums:
         sums = self.partial[cand]
         return sums if self.base is None else sums.add_(self.base[cand])
 
-    def update(self, cand: torch.Tensor) -> None:
-        """Bring the candidates ``cand`` (not taken) up to date."""
+    def update(self, cand: torch.Tensor, spare: torch.Tensor | None = None) -> None:
+        """Bring the candidates ``cand`` (not taken) up to date; a long-stale group of few of them is widened with
+        ``spare`` candidates (not taken; next in line, best first) that lack about the same picks
+        (:meth:`_widen`)."""
         k = len(self.picked)
         n = len(self.pool)
         known = self.known[cand]
@@ -173,11 +185,53 @@ class _LazySums:
         if 2 * missing >= n * (k - lo):  # cheaper as whole-pool passes over the picks lo … k − 1
             self._update_all(lo)
             return
-        for group, first in self._groups(starts, k):
-            rows = cand[group]
-            self._update_group(rows, first, known[group], masked=starts[group[-1]] != first)
+        groups = [(cand[group], known[group], first) for group, first in self._groups(starts, k)]
+        extra = None
+        if spare is not None and spare.numel():
+            groups, extra = self._widen(groups, spare, k)
+        for rows, rows_known, first in groups:
+            self._update_group(rows, first, rows_known, masked=bool(int(rows_known[-1]) != first))
         self.known[cand] = k
         self._refresh_offset(cand, k)
+        if extra is not None:
+            self.known[extra] = k
+            self._refresh_offset(extra, k)
+
+    def _widen(
+        self, groups: list[tuple[torch.Tensor, torch.Tensor, int]], spare: torch.Tensor, k: int
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor, int]], torch.Tensor | None]:
+        """Speculative updates: a group computed against at least ``SPEC_MIN_PICKS`` picks with fewer than
+        ``SPEC_WIDTH`` candidates takes on ``spare`` candidates (best first) that lack the group's picks, having
+        met at most a quarter of them, up to ``SPEC_WIDTH`` candidates.
+
+        Such a product streams the picks' frames (up to tens of MB) from memory for a handful of columns; the spares
+        ride along at the cost of their arithmetic alone. A spare is next in line by upper bound, so a later step
+        almost surely brings it up to date anyway, then against the few picks made since. The picks do not change:
+        a spare's sum is exact, as any candidate's is after an update. Returns the groups and the spares taken
+        (``None``: none)."""
+        wide = [
+            i for i, (rows, _, first) in enumerate(groups) if k - first >= SPEC_MIN_PICKS and len(rows) < SPEC_WIDTH
+        ]
+        if not wide:
+            return groups, None
+        spare_known = self.known[spare]
+        free = list(enumerate(spare_known.tolist()))
+        taken = []
+        for i in wide:
+            rows, rows_known, first = groups[i]
+            room = SPEC_WIDTH - len(rows)
+            limit = first + (k - first) // 4
+            pick = [j for j, s in free if first <= s <= limit][:room]
+            if not pick:
+                continue
+            chosen = set(pick)
+            free = [(j, s) for j, s in free if j not in chosen]
+            pos = torch.tensor(pick, dtype=torch.int64)
+            order_known = torch.cat([rows_known, spare_known[pos]])
+            order = torch.argsort(order_known, stable=True)  # the group's last candidate knows the most picks
+            groups[i] = (torch.cat([rows, spare[pos]])[order], order_known[order], first)
+            taken.append(spare[pos])
+        return groups, (torch.cat(taken) if taken else None)
 
     @staticmethod
     def _groups(starts: list[int], k: int) -> list[tuple[torch.Tensor, int]]:
@@ -265,22 +319,26 @@ class _LazySums:
         self.offset = torch.where(stale, offset, self.offset)
 
 
-def _lazy_argmax(ub: torch.Tensor, exact, checked: torch.Tensor, width: int) -> tuple[int, float, int]:
+def _lazy_argmax(
+    ub: torch.Tensor, exact, checked: torch.Tensor, width: int, spares: int = 0
+) -> tuple[int, float, int]:
     """The lowest index of the largest exact score, visiting candidates by decreasing upper bound ``ub`` (``−inf``:
     not a candidate) and scoring them with ``exact(indices)`` until the next bound falls below the best exact score.
-    ``checked`` is an all-false scratch mask (left all false). Returns the pick, its score and the search width the
-    next step should start with."""
+    ``checked`` is an all-false scratch mask (left all false). With ``spares``, ``exact(indices, spare)`` also gets
+    the (up to) ``spares`` candidates next in line after those visited, best first, for speculative updates.
+    Returns the pick, its score and the search width the next step should start with."""
     n = ub.numel()
     best_val, best_idx = float("-inf"), -1
     seen = []
     t = min(n, width)
     while True:
-        vals, idx = torch.topk(ub, t)
+        vals, idx = torch.topk(ub, min(n, t + spares))
+        vals, idx, tail_vals, tail = vals[:t], idx[:t], vals[t:], idx[t:]
         fresh = idx[~checked[idx] & (vals >= best_val) & (vals > float("-inf"))]
         if fresh.numel():
             checked[fresh] = True
             seen.append(fresh)
-            score = exact(fresh)
+            score = exact(fresh, tail[tail_vals > float("-inf")]) if spares else exact(fresh)
             top = float(score.max())
             if top >= best_val:
                 cand = int(fresh[score == top].min())
@@ -340,14 +398,14 @@ def greedy_mean_distance(
         for k in range(1, budget):
             denom = k + base_count
 
-            def exact(cand: torch.Tensor, denom: int = denom) -> torch.Tensor:
-                state.update(cand)
+            def exact(cand: torch.Tensor, spare: torch.Tensor | None = None, denom: int = denom) -> torch.Tensor:
+                state.update(cand, spare)
                 # the released arithmetic, g + λ·(Σ/|D|); the bound went through the same float operations on a
                 # larger sum, and rounding is monotone, so a bound below a score is a score below it
                 return (state.exact(cand) / denom).mul_(lam).add_(g[cand])
 
             state.upper_bound(ub, base_count).div_(denom).mul_(lam).add_(g).masked_fill_(state.taken, float("-inf"))
-            pick, _, width = _lazy_argmax(ub, exact, checked, width)
+            pick, _, width = _lazy_argmax(ub, exact, checked, width, SPEC_SPARES)
             order.append(pick)
             diversity.append(float(state.exact(torch.tensor([pick], device=pool.device))[0]) / denom)
             state.add(pick)
