@@ -406,6 +406,7 @@ class VideoGRPOTrainer(GRPOTrainer):
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
             ) as unwrapped_model,
             torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),  # FSDP: TRL's own generation does it
         ):
             sequences = unwrapped_model.generate(
                 **inputs,
