@@ -19,14 +19,26 @@ The output folder is the selected subset as a Dataset (``load_from_disk``), in p
 plus ``report.md`` with a 2-D map of the pool's features and the distribution of g in the pool and in the subset.
 The pool and the ``labelled_paths`` Datasets are ``save_to_disk`` folders, staged (Hub-layout) folders or Hub ids
 (``--revision``: the pool's); ``--video_root`` records the subset's relative video paths resolved.
+
+On several GPUs, when the pool's features do not fit on one (``mds`` and ``diversity``):
+
+    torchrun --nproc_per_node 8 recipes/select_subset.py --config recipes/configs/youtube_sfv_sdr/select.yaml
+
+Each process puts only its contiguous shard of the pool's features on its GPU (``cuda:LOCAL_RANK``; on CPU the
+processes use gloo) and the picks are those of one process (``mds_vqa.selection.select_subset_sharded``); rank 0
+alone writes the outputs, as a one-process run does, while the others wait for it and exit 0. The other strategies, or
+``--shard_pool false``, run on rank 0 alone on the whole pool (the log says so) while the other processes exit at once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+logger = logging.getLogger("mds_vqa.select_subset")
 
 
 @dataclass
@@ -80,22 +92,52 @@ class SelectArguments:
         },
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
+    shard_pool: bool = field(
+        default=True,
+        metadata={
+            "help": "Under torchrun with several processes (WORLD_SIZE > 1), mds and diversity: split the pool's "
+            "features across the processes, one contiguous shard on each one's GPU (cuda:LOCAL_RANK; gloo on CPU); "
+            "same picks as one process, rank 0 writes the outputs. false (or another strategy): rank 0 selects on "
+            "the whole pool alone and the other processes exit. No effect in one process."
+        },
+    )
 
 
-def main(args: SelectArguments, hub_args=None) -> Path:
+def main(args: SelectArguments, hub_args=None) -> Path | None:
     """Select, save the subset and write the report (staged with a dataset card, and pushed, when ``hub_args`` asks);
-    return the output folder."""
-    from mds_vqa.features import column_values
-    from mds_vqa.hub import write_provenance
-    from mds_vqa.loading import load_pool
-    from mds_vqa.selection import select_subset
-    from mds_vqa.selection_report import write_selection_report
+    return the output folder.
 
+    Under ``torchrun`` with several processes: ``mds`` and ``diversity`` with ``shard_pool`` split the pool across
+    them (:func:`_main_sharded`); otherwise rank 0 runs the one-process selection alone. Every rank other than 0
+    returns ``None``."""
+    from mds_vqa.loading import load_pool
+    from mds_vqa.selection import SHARDABLE_STRATEGIES, select_subset
+    from mds_vqa.sharded_greedy import launched_world
+
+    world, rank = launched_world()
+    sharded = world > 1 and args.shard_pool and args.strategy in SHARDABLE_STRATEGIES
+    if world > 1 and not sharded:
+        why = (
+            "--shard_pool false"
+            if not args.shard_pool
+            else f"strategy {args.strategy!r} cannot be sharded (only {', '.join(SHARDABLE_STRATEGIES)} can)"
+        )
+        if rank != 0:
+            logger.info("Rank %d of %d: %s, rank 0 selects alone; exiting", rank, world, why)
+            return None
+        logger.info(
+            "%d processes launched but %s: rank 0 selects on the whole pool alone, the other %d exit at once",
+            world,
+            why,
+            world - 1,
+        )
     if hub_args is not None:
         hub_args.check("dataset")  # a push without a repo id fails now, not after the selection
     out = Path(args.output_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
+    if sharded:
+        return _main_sharded(args, hub_args, out)
     pool = load_pool(args.pool_path, revision=args.revision, video_root=args.video_root)
     labelled = [load_pool(p) for p in args.labelled_paths or []]
     chosen = select_subset(
@@ -115,6 +157,66 @@ def main(args: SelectArguments, hub_args=None) -> Path:
         source=args.pool_path,
         labelled=labelled,
     )
+    return _write_outputs(args, hub_args, chosen, out)
+
+
+def _main_sharded(args: SelectArguments, hub_args, out: Path) -> Path | None:
+    """``mds`` / ``diversity`` with the pool split across the processes ``torchrun`` launched: every rank loads its
+    shard onto its device (:func:`mds_vqa.selection.select_subset_sharded`); rank 0 writes the outputs from the
+    picks and then tells the others, which wait for it (and fail too, naming its error, if it fails). Returns the
+    output folder on rank 0, ``None`` elsewhere."""
+    import torch.distributed as dist
+
+    from mds_vqa.loading import load_pool
+    from mds_vqa.selection import select_subset_sharded
+    from mds_vqa.sharded_greedy import init_sharding
+
+    device, created = init_sharding(args.device)
+    try:
+        pool = load_pool(args.pool_path, revision=args.revision, video_root=args.video_root)
+        labelled = [load_pool(p) for p in args.labelled_paths or []]
+        chosen = select_subset_sharded(
+            pool,
+            args.strategy,
+            budget=args.budget,
+            lam=args.lam,
+            seed=args.seed,
+            difficulty_column=args.difficulty_column,
+            features_column=args.features_column,
+            id_column=args.id_column,
+            device=device,
+            storage_dtype=args.storage_dtype,
+            drop_incomplete=args.drop_incomplete,
+            keep_features=args.keep_features,
+            compare_random=args.compare_random,
+            source=args.pool_path,
+            labelled=labelled,
+        )
+        status: list[str | None] = [None]
+        if chosen is None:  # not rank 0: wait for its outputs
+            dist.broadcast_object_list(status, src=0)
+            if status[0] is not None:
+                raise RuntimeError(f"rank 0 failed to write the selection to {out}: {status[0]}")
+            return None
+        try:
+            return _write_outputs(args, hub_args, chosen, out, processes=dist.get_world_size())
+        except Exception as err:
+            status[0] = f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            dist.broadcast_object_list(status, src=0)
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _write_outputs(args: SelectArguments, hub_args, chosen, out: Path, *, processes: int | None = None) -> Path:
+    """Save the subset, its report, ``selection.json`` and the provenance to ``out``, stage / push it when
+    ``hub_args`` asks; ``processes``: a sharded run's process count, recorded in ``selection.json``."""
+    from mds_vqa.features import column_values
+    from mds_vqa.hub import write_provenance
+    from mds_vqa.selection_report import write_selection_report
+
     subset, result, pool = chosen.subset, chosen.selection, chosen.pool
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
@@ -135,6 +237,7 @@ def main(args: SelectArguments, hub_args=None) -> Path:
         "selected": len(result.indices),
         "seconds": result.seconds,
         "computed_on": result.device,
+        **({} if processes is None else {"processes": processes}),
         "pool_index": chosen.pool_index,
         "video_id": column_values(subset, args.id_column) if args.id_column in subset.column_names else None,
     }
@@ -142,9 +245,10 @@ def main(args: SelectArguments, hub_args=None) -> Path:
     summary = {k: v for k, v in record.items() if k not in ("pool_index", "video_id")}  # per video: in the Dataset
     inputs = [args.pool_path, *(args.labelled_paths or [])]
     write_provenance(out, recipe="select_subset", arguments=[args, hub_args], summary=summary, inputs=inputs)
+    on = result.device if processes is None else f"{processes} processes ({result.device} on rank 0)"
     print(
         f"Selected {len(result.indices)} of {len(pool)} videos with {args.strategy!r} in {result.seconds:.2f} s "
-        f"on {result.device} -> {out} (report: {report})"
+        f"on {on} -> {out} (report: {report})"
     )
     if hub_args is not None:
         from mds_vqa.hub import publish_dataset

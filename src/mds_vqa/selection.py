@@ -27,6 +27,8 @@ distance to the videos picked before it (the term λ multiplies).
 :func:`select_subset` selects from a pool Dataset (its ``features`` column and the strategy's score column:
 ``difficulty`` for ``mds``/``difficulty``, ``uncertainty`` and ``instability`` by default) and returns the subset
 Dataset (:mod:`mds_vqa.selection_data`); :func:`~mds_vqa.selection_report.write_selection_report` writes its report.
+:func:`select_subset_sharded` does the same for ``mds`` and ``diversity`` with the pool's features split across the
+processes of a ``torch.distributed`` group (:mod:`mds_vqa.sharded_greedy`), each holding one shard on its GPU.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 import torch
 
 from .diversity import FramePool, marginal_diversity, mean_pairwise_distance, resolve_device
-from .feature_column import load_feature_column
+from .feature_column import column_values, load_feature_column
 from .selection_data import (
     SubsetSelection,
     check_columns,
@@ -68,6 +70,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The strategies select_subset_sharded (and recipes/select_subset.py under torchrun) can split across processes
+SHARDABLE_STRATEGIES = ("mds", "diversity")
+
 __all__ = [
     "STRATEGIES",
     "Selection",
@@ -76,6 +81,8 @@ __all__ = [
     "select",
     "select_with_details",
     "select_subset",
+    "select_subset_sharded",
+    "SHARDABLE_STRATEGIES",
     "register_strategy",
     "resolve_budget",
     "parse_budget",
@@ -301,6 +308,69 @@ def select_subset(
     (pick order, with ``rank``, ``g`` (the score read), ``diversity``, ``pool_index``; the features column dropped
     unless ``keep_features``) and everything the report needs (:class:`SubsetSelection`, with the column read as
     ``score_column``)."""
+    rows = _pool_rows(
+        pool,
+        strategy,
+        budget=budget,
+        difficulty_column=difficulty_column,
+        features_column=features_column,
+        id_column=id_column,
+        drop_incomplete=drop_incomplete,
+        source=source,
+    )
+    pool, g_pool = rows.pool, rows.g
+    frames = load_feature_column(pool, features_column) if rows.has_features else None
+    features = FramePool.from_flat(*frames) if frames is not None else None
+    result = select_with_details(
+        strategy,
+        difficulty=g_pool,
+        features=features,
+        budget=rows.budget,
+        lam=lam,
+        seed=seed,
+        device=device,
+        storage_dtype=storage_dtype,
+        progress=progress,
+        labelled_features=labelled_frames(labelled, features_column),
+    )
+    return _subset_selection(
+        rows,
+        result,
+        frames,
+        features,
+        seed=seed,
+        storage_dtype=storage_dtype,
+        compare_random=compare_random,
+        features_column=features_column,
+        keep_features=keep_features,
+    )
+
+
+@dataclass
+class _PoolRows:
+    """The rows of a pool Dataset a strategy selects from (:func:`_pool_rows`)."""
+
+    pool: Dataset  # the input pool less the rows left out
+    keep: np.ndarray  # each row's position in the input pool
+    dropped: dict[str, list]
+    g: np.ndarray | None  # the strategy's score column (None without it)
+    score_column: str
+    has_features: bool
+    budget: int | float  # parsed, not yet resolved against the pool size
+
+
+def _pool_rows(
+    pool: Dataset,
+    strategy: str,
+    *,
+    budget,
+    difficulty_column: str | None,
+    features_column: str,
+    id_column: str,
+    drop_incomplete: bool,
+    source: str,
+) -> _PoolRows:
+    """The strategy, budget and columns checked, the incomplete rows refused or left out, the score column read."""
     get_strategy(strategy)
     budget = parse_budget(budget)
     difficulty_column = score_column(strategy, difficulty_column)
@@ -312,30 +382,177 @@ def select_subset(
     )
     pool, keep, dropped = leave_out(pool, problems, id_column=id_column, source=source, drop=drop_incomplete)
     g_pool = difficulty_values(pool, difficulty_column) if has_g else None
-    frames = load_feature_column(pool, features_column) if has_features else None
-    features = FramePool.from_flat(*frames) if frames is not None else None
-    result = select_with_details(
-        strategy,
-        difficulty=g_pool,
-        features=features,
-        budget=budget,
-        lam=lam,
-        seed=seed,
-        device=device,
-        storage_dtype=storage_dtype,
-        progress=progress,
-        labelled_features=labelled_frames(labelled, features_column),
-    )
+    return _PoolRows(pool, keep, dropped, g_pool, difficulty_column, has_features, budget)
+
+
+def _subset_selection(
+    rows: _PoolRows,
+    result: Selection,
+    frames: tuple[np.ndarray, np.ndarray] | None,
+    features: FramePool | None,
+    *,
+    seed: int,
+    storage_dtype,
+    compare_random: bool,
+    features_column: str,
+    keep_features: bool,
+) -> SubsetSelection:
+    """The subset of ``result``'s picks and what the report needs (the random subset's diversity included)."""
+    pool, g_pool = rows.pool, rows.g
     random_div = None
     if compare_random and features is not None:
         order = np.random.default_rng(seed).permutation(len(pool))[: len(result.indices)]
         random_div = mean_pairwise_distance(
             marginal_diversity(features, order, device=result.device, storage_dtype=storage_dtype)
         )
-    pool_index = [int(keep[i]) for i in result.indices]
+    pool_index = [int(rows.keep[i]) for i in result.indices]
     subset = subset_with_picks(
         pool, result, pool_index, difficulty=g_pool, features_column=features_column, keep_features=keep_features
     )
     return SubsetSelection(
-        subset, result, pool, pool_index, dropped, g_pool, frames, random_div, score_column=difficulty_column
+        subset, result, pool, pool_index, rows.dropped, g_pool, frames, random_div, score_column=rows.score_column
     )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Selecting from a pool Dataset sharded across processes
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def select_subset_sharded(
+    pool: Dataset,
+    strategy: str = "mds",
+    *,
+    budget: int | float | str = 0.05,
+    lam: float = 0.25,
+    seed: int = 0,
+    difficulty_column: str | None = None,
+    features_column: str = "features",
+    id_column: str = "video_id",
+    device: str | torch.device | None = "auto",
+    storage_dtype: str | torch.dtype | None = "float32",
+    drop_incomplete: bool = False,
+    keep_features: bool = False,
+    compare_random: bool = True,
+    progress: bool = True,
+    source: str = "the pool",
+    labelled: Sequence[Dataset] = (),
+    group=None,
+    chunk_frames: int | None = None,
+) -> SubsetSelection | None:
+    """:func:`select_subset` for ``mds`` and ``diversity`` (:data:`SHARDABLE_STRATEGIES`) with the pool's features
+    split across the ranks of an initialised ``torch.distributed`` group (``group``; default: the default group, as
+    :func:`~mds_vqa.sharded_greedy.init_sharding` sets it up). Call it on every rank with the same arguments.
+
+    Every rank reads the pool's columns (memory-mapped) and checks them as :func:`select_subset` does (so an invalid
+    pool raises the same error on every rank), then puts only its own contiguous shard of the features
+    (:func:`~mds_vqa.sharded_greedy.shard_bounds`) and its g values on ``device`` (on a GPU: this rank's; see
+    :func:`~mds_vqa.sharded_greedy.init_sharding`), with the labelled videos' features when ``labelled`` names any,
+    and runs :func:`~mds_vqa.sharded_greedy.sharded_greedy`. A problem with one rank's shard (non-finite features)
+    raises a ``ValueError`` naming the rank and its pool rows on every rank.
+
+    Returns, on the group's rank 0, the :class:`SubsetSelection` :func:`select_subset` returns with the same picks as
+    one process computing one pass per pick (``lazy=False``; up to float32 rounding of the distances): the subset,
+    the report's inputs (rank 0 reads the whole features column, memory-mapped, for the report's feature map and
+    random subset, which it computes on its device); ``selection.params`` records ``lazy=False`` and the number of
+    ``processes``. Returns ``None`` on every other rank."""
+    import torch.distributed as dist
+
+    from .sharded_greedy import shard_bounds, sharded_greedy
+
+    if strategy not in SHARDABLE_STRATEGIES:
+        get_strategy(strategy)  # an unknown name: the registry's error
+        raise ValueError(
+            f"Strategy {strategy!r} cannot be sharded across processes (only {', '.join(SHARDABLE_STRATEGIES)}): "
+            "run it in one process"
+        )
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("select_subset_sharded needs an initialised torch.distributed process group")
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    rows = _pool_rows(
+        pool,
+        strategy,
+        budget=budget,
+        difficulty_column=difficulty_column,
+        features_column=features_column,
+        id_column=id_column,
+        drop_incomplete=drop_incomplete,
+        source=source,
+    )
+    pool, g_pool = rows.pool, rows.g
+    spec = check_request(strategy, lam, g_pool, features_column)
+    dev = resolve_device(device)
+    warn_tf32(dev)
+    n = len(pool)
+    count = resolve_budget(rows.budget, n)
+    if n < world:
+        raise ValueError(
+            f"{source} has {n} videos to select from, fewer than the {world} processes: select in one process"
+        )
+    start, stop = shard_bounds(n, world, rank)
+    frames = load_feature_column(pool, features_column) if rank == 0 else None  # for the report, on the host
+    problem, shard, known = None, None, None
+    try:
+        if frames is not None:
+            offsets = np.concatenate([[0], np.cumsum(frames[1])])
+            flat = (frames[0][offsets[start] : offsets[stop]], frames[1][start:stop])
+        else:
+            flat = load_feature_column(pool.select(range(start, stop)), features_column)
+        _, shard = selection_inputs(spec, None, FramePool.from_flat(*flat), storage_dtype, dev)
+        known = labelled_pool(labelled_frames(labelled, features_column), shard, storage_dtype, dev)
+    except ValueError as err:
+        ends = column_values(pool.select([start, stop - 1]), id_column) if id_column in pool.column_names else None
+        named = f"videos {ends[0]} … {ends[1]}, " if ends else ""
+        problem = (
+            f"rank {rank}'s shard of {source} ({named}pool rows {int(rows.keep[start])}–{int(rows.keep[stop - 1])}): "
+            f"{err} (rows counted from the shard's first video)"
+        )
+    _agree_on_problems(problem, world, group)
+    g_shard = g_pool[start:stop] if spec.needs_difficulty else None
+    started = time.perf_counter()
+    indices, diversity = sharded_greedy(
+        shard, g_shard, start, count, lam, labelled=known, group=group, chunk_frames=chunk_frames, progress=progress
+    )
+    seconds = time.perf_counter() - started
+    if rank != 0:
+        return None
+    result = Selection(
+        strategy=strategy,
+        indices=indices,
+        difficulty=None if g_pool is None else g_pool[indices],
+        diversity=diversity,
+        seconds=seconds,
+        device=str(dev),
+        params={
+            "budget": count,
+            "lam": float(lam),
+            "seed": seed,
+            "storage_dtype": str(shard.frames.dtype).replace("torch.", ""),
+            "lazy": False,
+            "labelled_videos": len(known) if known is not None else 0,
+            "distances_computed": n * (count - 1),
+            "processes": world,
+        },
+    )
+    return _subset_selection(
+        rows,
+        result,
+        frames,
+        FramePool.from_flat(*frames),
+        seed=seed,
+        storage_dtype=storage_dtype,
+        compare_random=compare_random,
+        features_column=features_column,
+        keep_features=keep_features,
+    )
+
+
+def _agree_on_problems(problem: str | None, world: int, group) -> None:
+    """Every rank's ``problem`` (``None``: none) gathered; a ``ValueError`` listing them on every rank if any."""
+    import torch.distributed as dist
+
+    problems: list[str | None] = [None] * world
+    dist.all_gather_object(problems, problem, group=group)
+    found = [p for p in problems if p]
+    if found:
+        raise ValueError("; ".join(found))

@@ -33,26 +33,36 @@ them over each shard (:func:`~mds_vqa.greedy.labelled_sums`). Memory per rank: t
 21 bytes per video of the shard.
 
 Launch one process per GPU (``torchrun --nproc_per_node 8 my_selection.py``), initialise the process group
-(``torch.distributed.init_process_group("nccl")``, ``torch.cuda.set_device(local_rank)``), load the rank's shard
-(rows :func:`shard_bounds` ``(N, world_size, rank)`` of the feature column) into a :class:`FramePool` on that GPU and
-call :func:`sharded_greedy`. On CPU the ``gloo`` backend works the same way.
+(:func:`init_sharding`: ``nccl`` on ``cuda:LOCAL_RANK``, ``gloo`` on CPU), load the rank's shard (rows
+:func:`shard_bounds` ``(N, world_size, rank)`` of the feature column) into a :class:`FramePool` on that device and
+call :func:`sharded_greedy`. :func:`mds_vqa.selection.select_subset_sharded` does all of it for a pool Dataset, and
+``torchrun --nproc_per_node 8 recipes/select_subset.py --config …`` runs it from the recipe.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import struct
 from collections.abc import Sequence
+from datetime import timedelta
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .diversity import chamfer_stacked
+from .diversity import chamfer_stacked, resolve_device
 from .frame_pool import FramePool, as_tensor
 from .greedy import labelled_sums
 
-__all__ = ["shard_bounds", "sharded_greedy"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["GROUP_TIMEOUT", "init_sharding", "launched_world", "shard_bounds", "sharded_greedy"]
+
+# How long a collective of a group :func:`init_sharding` creates may wait: the ranks other than 0 wait in one while
+# rank 0 writes a selection's outputs (the subset, the report with its pictures, the Hub staging and push).
+GROUP_TIMEOUT = timedelta(hours=2)
 
 # A rank's record, gathered once per pick: float64 score, float64 diversity term, int64 global index, int64 frame
 # count, then the video's frames (padded to the longest video) in the pool's storage dtype, the whole a multiple of 8
@@ -77,6 +87,43 @@ def shard_bounds(n: int, world_size: int, rank: int) -> tuple[int, int]:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+def launched_world() -> tuple[int, int]:
+    """``(world_size, rank)`` of this process: the initialised default process group's, else those ``torchrun`` /
+    ``accelerate launch`` set in the environment (``WORLD_SIZE``, ``RANK``), else ``(1, 0)`` (a plain ``python``
+    run). Initialises nothing."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    world, rank = os.environ.get("WORLD_SIZE", "1") or "1", os.environ.get("RANK", "0") or "0"
+    try:
+        return int(world), int(rank)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE={world!r} and RANK={rank!r} in the environment must be integers") from None
+
+
+def init_sharding(device: str | torch.device | None = "auto") -> tuple[torch.device, bool]:
+    """This rank's device, and the default process group initialised for :func:`sharded_greedy` unless it already is.
+
+    ``device`` as in :func:`~mds_vqa.diversity.resolve_device` (``"auto"``: CUDA when available): a CUDA device
+    becomes ``cuda:LOCAL_RANK`` (made the current device; the group uses ``nccl``), the CPU uses ``gloo``. The group is
+    initialised from the environment ``torchrun`` sets (``env://``) with :data:`GROUP_TIMEOUT`. Returns the device
+    and whether this call initialised the group (then the caller destroys it when done)."""
+    if not dist.is_available():
+        raise RuntimeError("torch.distributed is not available in this PyTorch build: run in one process")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        local = os.environ.get("LOCAL_RANK", "0") or "0"
+        if not local.isdigit():
+            raise ValueError(f"LOCAL_RANK={local!r} in the environment must be an integer")
+        if dev.index is not None and dev.index != int(local):
+            logger.warning("device %s ignored: each process of a sharded selection uses cuda:LOCAL_RANK", dev)
+        dev = torch.device("cuda", int(local))
+        torch.cuda.set_device(dev)
+    if dist.is_initialized():
+        return dev, False
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=GROUP_TIMEOUT)
+    return dev, True
 
 
 def _all_gather(out: torch.Tensor, inp: torch.Tensor, group) -> None:
