@@ -197,14 +197,17 @@ def _main_sharded(args: SelectArguments, hub_args, out: Path) -> Path | None:
             dist.broadcast_object_list(status, src=0)
             if status[0] is not None:
                 raise RuntimeError(f"rank 0 failed to write the selection to {out}: {status[0]}")
+            dist.barrier()  # every rank is done with the group before any destroys it
             return None
         try:
-            return _write_outputs(args, hub_args, chosen, out, processes=dist.get_world_size())
+            written = _write_outputs(args, hub_args, chosen, out, processes=dist.get_world_size())
         except Exception as err:
             status[0] = f"{type(err).__name__}: {err}"
             raise
         finally:
             dist.broadcast_object_list(status, src=0)
+        dist.barrier()
+        return written
     finally:
         if created:
             dist.destroy_process_group()

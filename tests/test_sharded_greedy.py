@@ -172,6 +172,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         results = {name: _run_case(name, rank) for name in CASES}
         results["errors"] = _errors(rank)
         results["syncing"] = _syncing_ops(rank)
+        dist.barrier()  # both ranks are done with the group before either destroys it
     finally:
         dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
