@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real-size checks that need one GPU, in one run (about 10 minutes on an H200): the CUDA-only tests, the scale
+# The real-size checks that need one GPU, in one run: the CUDA-only tests, the scale
 # benchmark at the 7B shape (scoring, g step, GRPO step with GPU utilisation, CLIP features) and selection at 100k and
 # 1M videos. Prints Markdown tables for docs/benchmarks.md and README's table of stage costs.
 #   bash benchmarks/gpu_checks.sh [extra flags for scale.py]
