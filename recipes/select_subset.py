@@ -140,24 +140,25 @@ def main(args: SelectArguments, hub_args=None) -> Path | None:
         return _main_sharded(args, hub_args, out)
     pool = load_pool(args.pool_path, revision=args.revision, video_root=args.video_root)
     labelled = [load_pool(p) for p in args.labelled_paths or []]
-    chosen = select_subset(
-        pool,
-        args.strategy,
+    chosen = select_subset(pool, args.strategy, device=args.device, labelled=labelled, **_selection_options(args))
+    return _write_outputs(args, hub_args, chosen, out)
+
+
+def _selection_options(args: SelectArguments) -> dict:
+    """The keyword arguments of ``select_subset`` / ``select_subset_sharded`` that come straight from the flags."""
+    return dict(
         budget=args.budget,
         lam=args.lam,
         seed=args.seed,
         difficulty_column=args.difficulty_column,
         features_column=args.features_column,
         id_column=args.id_column,
-        device=args.device,
         storage_dtype=args.storage_dtype,
         drop_incomplete=args.drop_incomplete,
         keep_features=args.keep_features,
         compare_random=args.compare_random,
         source=args.pool_path,
-        labelled=labelled,
     )
-    return _write_outputs(args, hub_args, chosen, out)
 
 
 def _main_sharded(args: SelectArguments, hub_args, out: Path) -> Path | None:
@@ -176,21 +177,7 @@ def _main_sharded(args: SelectArguments, hub_args, out: Path) -> Path | None:
         pool = load_pool(args.pool_path, revision=args.revision, video_root=args.video_root)
         labelled = [load_pool(p) for p in args.labelled_paths or []]
         chosen = select_subset_sharded(
-            pool,
-            args.strategy,
-            budget=args.budget,
-            lam=args.lam,
-            seed=args.seed,
-            difficulty_column=args.difficulty_column,
-            features_column=args.features_column,
-            id_column=args.id_column,
-            device=device,
-            storage_dtype=args.storage_dtype,
-            drop_incomplete=args.drop_incomplete,
-            keep_features=args.keep_features,
-            compare_random=args.compare_random,
-            source=args.pool_path,
-            labelled=labelled,
+            pool, args.strategy, device=device, labelled=labelled, **_selection_options(args)
         )
         status: list[str | None] = [None]
         if chosen is None:  # not rank 0: wait for its outputs

@@ -32,9 +32,26 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from mds_vqa.pipeline.config import load_recipe  # noqa: E402, F401  (tests import it from here)
 from mds_vqa.testing import Distortion, build_tiny_qwen2_5_vl, make_video, make_video_pool  # noqa: E402
+
+# operators that read a value back to the host (``.item()``, ``bool()``, ``int()``) or whose output shape depends on
+# the data (boolean-mask indexing, ``nonzero``, ``unique``): each is a host synchronisation on a GPU
+SYNCING_OPS = ("_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "unique", "equal", "item")
+
+
+class RecordOps(TorchDispatchMode):
+    """Records the name of every operator dispatched inside the ``with`` block."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.__name__)
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.fixture(scope="session")

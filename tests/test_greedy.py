@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import SYNCING_OPS, RecordOps
 
 from mds_vqa.diversity import FramePool, chamfer_many_vs_all, chamfer_stacked
 from mds_vqa.greedy import _pass_loop
@@ -61,21 +61,6 @@ def test_the_pass_loop_on_a_ragged_pool_equals_the_lazy_greedy_on_the_diversity_
         assert a == select("mds", difficulty=g, features=feats, budget=15, lam=lam, lazy=False), lam
 
 
-# operators that read a value back to the host (``.item()``, ``bool()``, ``int()``) or whose output shape depends on
-# the data (boolean-mask indexing, ``nonzero``, ``unique``): each is a host synchronisation on a GPU
-_SYNCING = ("_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "unique", "equal", "item")
-
-
-class _RecordOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func.__name__)
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("labelled", [False, True])
 def test_the_pass_per_pick_loop_dispatches_no_operator_that_syncs_with_the_host(ragged, labelled):
@@ -85,13 +70,13 @@ def test_the_pass_per_pick_loop_dispatches_no_operator_that_syncs_with_the_host(
     g = torch.as_tensor(rng.normal(size=60), dtype=torch.float64)
     base = (torch.rand(60, dtype=torch.float64) * 3, 3) if labelled else (None, 0)
     pool.distance_bounds()  # caches built before the loop are not part of it
-    with _RecordOps() as ops:
+    with RecordOps() as ops:
         picks, _ = _pass_loop(g, pool, 12, 0.25, chunk_frames=40, base=base)
     assert ops.names, "the dispatch mode saw nothing"
-    with _RecordOps() as probe:  # the check sees a read-back when there is one
+    with RecordOps() as probe:  # the check sees a read-back when there is one
         int(torch.argmax(g))
     assert "_local_scalar_dense.default" in probe.names
-    assert not [name for name in ops.names if any(s in name for s in _SYNCING)]
+    assert not [name for name in ops.names if any(s in name for s in SYNCING_OPS)]
     want = select("mds", difficulty=g.numpy(), features=pool, budget=12, lam=0.25, lazy=True) if not labelled else None
     if want is not None:
         assert picks.tolist() == want

@@ -376,6 +376,9 @@ def test_dataloader_workers_prepare_the_videos_and_the_training_loop_reads_none(
     with torch.no_grad():
         batch = trainer._generate_and_score_completions(rows)
     assert trainer.video_reads == 0 and PREPARED_KEY not in batch
+    # what the logs show per generation batch
+    assert trainer._metrics["eval"]["video/read_in_loop"] == [0.0]
+    assert trainer._metrics["eval"]["video/encoded"] == [float(len({r["video"] for r in rows}))]
     # the same prompt ids and vision outputs as preparing in the training loop
     inline = _trainer(tmp_path, tiny_model_dir, clips, dataloader_num_workers=0)
     inline.model.load_state_dict(trainer.model.state_dict())

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import SYNCING_OPS, RecordOps
 
 from mds_vqa.frame_pool import FramePool
 from mds_vqa.selection import select_with_details
@@ -135,20 +135,6 @@ def _errors(rank: int) -> dict:
     return out
 
 
-# operators that read a value back to the host or whose output shape depends on the data (as in test_greedy.py)
-_SYNCING = ("_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "unique", "equal", "item")
-
-
-class _RecordOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func.__name__)
-        return func(*args, **(kwargs or {}))
-
-
 def _syncing_ops(rank: int) -> dict:
     """The host-syncing operators a call dispatches at budget 2 and 5 (ragged pool, labelled videos): the setup
     and the final copy only, none per pick, when the counts are equal."""
@@ -159,9 +145,12 @@ def _syncing_ops(rank: int) -> dict:
     g = torch.as_tensor(case["g"][start:stop])
     out = {}
     for budget in (2, 5):
-        with _RecordOps() as ops:
+        with RecordOps() as ops:
             sharded_greedy(shard, g, start, budget, 0.7, labelled=labelled)
-        out[str(budget)] = {"all": len(ops.names), "syncing": [n for n in ops.names if any(s in n for s in _SYNCING)]}
+        out[str(budget)] = {
+            "all": len(ops.names),
+            "syncing": [n for n in ops.names if any(s in n for s in SYNCING_OPS)],
+        }
     return out
 
 

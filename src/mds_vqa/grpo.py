@@ -228,8 +228,10 @@ class VideoGRPOTrainer(GRPOTrainer):
             self.chat_template_kwargs,
         )
         self._prepared: dict[tuple[str, str], PreparedVideoPrompt] = {}
-        self.video_reads = 0  # (video, prompt) pairs read and processed in this process (a count for tests and logs)
-        self.vision_encoder_calls = 0  # videos encoded by the vision tower (a count for logs and benchmarks)
+        # (video, prompt) pairs read in the training loop (not by a DataLoader worker) and videos through the vision
+        # tower, since the start; each generation batch's share is logged as video/read_in_loop and video/encoded
+        self.video_reads = 0
+        self.vision_encoder_calls = 0
         self._cache_vision = self._can_cache_vision()
         config = self.model.config
         self._video_token_id = getattr(config, "video_token_id", None)
@@ -294,23 +296,19 @@ class VideoGRPOTrainer(GRPOTrainer):
         return super()._get_train_sampler(dataset)
 
     # -- prompts and generation ------------------------------------------------------------------------------------
-    @staticmethod
-    def _video_of(prompt: Any) -> str | None:
-        return video_of(prompt)
-
     def _tokenize_prompts(self, prompts: list):
         """Video prompts: each distinct (video, prompt) read and processed once (by the DataLoader worker that
         prepared the batch, or here), and with a cacheable vision tower each distinct video encoded once. Returns
         unpadded prompt ids and the video fields; stores the per-sample fields for generation and the log-prob
         passes."""
-        if not prompts or self._video_of(prompts[0]) is None:
+        if not prompts or video_of(prompts[0]) is None:
             return super()._tokenize_prompts(prompts)
         processor = self.processing_class
         texts = [
             processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs)
             for p in prompts
         ]
-        keys = [(self._video_of(p), t) for p, t in zip(prompts, texts)]
+        keys = [(video_of(p), t) for p, t in zip(prompts, texts)]
         unique = list(dict.fromkeys(keys))
         prepared = {k: self._prepared[k] for k in unique if k in self._prepared}
         missing = [k for k in unique if k not in prepared]
@@ -428,9 +426,10 @@ class VideoGRPOTrainer(GRPOTrainer):
             self._prepared.update(x.get(PREPARED_KEY) or {})
         inputs = [{k: v for k, v in x.items() if k != PREPARED_KEY} for x in inputs]
         column = getattr(self.args, "video_column", "video")
-        if inputs and column in inputs[0] and self._video_of(inputs[0]["prompt"]) is None:
+        if inputs and column in inputs[0] and video_of(inputs[0]["prompt"]) is None:
             inputs = [{**x, "prompt": build_video_prompt(x["prompt"], x[column], self.sampling)} for x in inputs]
         self._active_video = None
+        reads, encoded = self.video_reads, self.vision_encoder_calls
         try:
             output = super()._generate_and_score_completions(inputs)
             if self._active_video is not None:
@@ -438,6 +437,9 @@ class VideoGRPOTrainer(GRPOTrainer):
         finally:
             self._active_video = None
             self._prepared = {}
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["video/read_in_loop"].append(float(self.video_reads - reads))
+        self._metrics[mode]["video/encoded"].append(float(self.vision_encoder_calls - encoded))
         weight = getattr(self.args, "weight_column", None)
         if weight and inputs and weight in inputs[0]:
             w = [1.0 if x[weight] is None else float(x[weight]) for x in inputs]
