@@ -192,3 +192,14 @@ def test_tiny_open_clip_builds_offline_and_embeds_frames():
     with torch.no_grad():
         feats = model.encode_image(torch.randn(3, 3, 32, 32))
     assert feats.shape == (3, 32) and torch.isfinite(feats).all()
+
+
+def test_a_trainer_loads_a_model_given_by_path_with_its_processor_and_names_itself_without_one(tiny_model_dir):
+    from mds_vqa.modeling import model_and_processor_for
+
+    model, processor = model_and_processor_for("SomeTrainer", tiny_model_dir, model_init_kwargs={"dtype": "float32"})
+    assert model.config.model_type == "qwen2_5_vl" and processor.tokenizer is not None
+    same, given = model_and_processor_for("SomeTrainer", model, processor)
+    assert same is model and given is processor
+    with pytest.raises(ValueError, match="SomeTrainer needs the model's processor"):
+        model_and_processor_for("SomeTrainer", model)

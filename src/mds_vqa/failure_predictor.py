@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 from transformers import EvalPrediction, Trainer, TrainingArguments
 
 from .losses import fidelity_loss
-from .modeling import VideoSamplingConfig, freeze_vision_tower, load_model_and_processor, prepare_inputs
+from .modeling import VideoSamplingConfig, freeze_vision_tower, model_and_processor_for, prepare_inputs
 from .prompts import get_prompt
 from .samplers import DatasetGroupedSampler
 from .scoring import digit_token_ids, expectation_scores
@@ -181,11 +181,9 @@ class FailurePredictorTrainer(Trainer):
         callbacks=None,
         model_init_kwargs: dict[str, Any] | None = None,
     ):
-        if isinstance(model, str):
-            model, loaded_processor = load_model_and_processor(model, **(model_init_kwargs or {}))
-            processing_class = processing_class or loaded_processor
-        if processing_class is None:
-            raise ValueError("FailurePredictorTrainer needs the model's processor (processing_class).")
+        model, processing_class = model_and_processor_for(
+            "FailurePredictorTrainer", model, processing_class, model_init_kwargs
+        )
         if args.freeze_vision_tower:
             freeze_vision_tower(model)
         if peft_config is not None:

@@ -18,6 +18,7 @@ __all__ = [
     "LANGUAGE_MODEL_LINEAR_MODULES",
     "VideoSamplingConfig",
     "load_model_and_processor",
+    "model_and_processor_for",
     "build_messages",
     "prepare_inputs",
     "chat_texts",
@@ -129,6 +130,18 @@ def load_model_and_processor(
             model = model.merge_and_unload()
     model.eval()
     return model, processor
+
+
+def model_and_processor_for(trainer: str, model, processing_class=None, model_init_kwargs: dict | None = None):
+    """A trainer's ``(model, processor)``: ``model`` as given, or loaded with :func:`load_model_and_processor` when it
+    is a Hub id / folder (its processor then unless ``processing_class`` is given). Raises naming ``trainer`` when no
+    processor is known."""
+    if isinstance(model, str):
+        model, loaded_processor = load_model_and_processor(model, **(model_init_kwargs or {}))
+        processing_class = processing_class or loaded_processor
+    if processing_class is None:
+        raise ValueError(f"{trainer} needs the model's processor (processing_class).")
+    return model, processing_class
 
 
 def build_messages(video: str, prompt: str, sampling: VideoSamplingConfig | None = None) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ from .modeling import (
     chat_texts,
     fetch_videos,
     freeze_vision_tower,
-    load_model_and_processor,
+    model_and_processor_for,
     processor_inputs,
 )
 from .prompts import get_prompt
@@ -305,11 +305,9 @@ class QualityPretrainTrainer(Trainer):
         callbacks=None,
         model_init_kwargs: dict[str, Any] | None = None,
     ):
-        if isinstance(model, str):
-            model, loaded_processor = load_model_and_processor(model, **(model_init_kwargs or {}))
-            processing_class = processing_class or loaded_processor
-        if processing_class is None:
-            raise ValueError("QualityPretrainTrainer needs the model's processor (processing_class).")
+        model, processing_class = model_and_processor_for(
+            "QualityPretrainTrainer", model, processing_class, model_init_kwargs
+        )
         freeze_vision_tower(model, args.freeze_vision_tower)
         if args.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
