@@ -4,7 +4,8 @@ Models are built from a config with random weights (no download): Qwen2.5-VL of 
 or ``small`` (same structure, CPU-sized); open_clip's ViT-L/14 for the frame features. Clips are ``--clip``
 (default 960x540, 10 s, 24 fps) at the released sampling (2 fps, <= 14 frames, 512x512).
 
-Stages (``--stages``, all by default):
+Stages (``--stages``, all by default, run in the order given; each row is printed as ``measured: | ... |`` the
+moment it is measured, and the whole table at the end):
 
 - ``scoring``: f's expectation score (one forward) on prepared inputs already on the device (the model alone), and
   end to end through ``score_pool`` with ``--num_workers`` DataLoader workers; generation (think + answer,
@@ -153,7 +154,13 @@ def _measure(stage, what, count, unit, fn, device, sampler) -> Row:
     fn()
     sync(device)
     end = time.perf_counter()
-    return Row(stage, what, count, unit, end - start, sampler.mean([(start, end)]), _peak(device))
+    return report(Row(stage, what, count, unit, end - start, sampler.mean([(start, end)]), _peak(device)))
+
+
+def report(row: Row) -> Row:
+    """Print ``row`` as one table line the moment it is measured (a run stopped part-way keeps what it measured)."""
+    print(f"measured: {_table_line(row)}", flush=True)
+    return row
 
 
 def count_tower_videos(model) -> dict[str, int]:
@@ -314,7 +321,7 @@ def bench_g_step(args, videos, device, sampler, tmp) -> list[Row]:
     row = Row("g_step", what, 1, "step", seconds, util, _peak(device))
     row.per_10k_hours = 10_000 / videos_per_step * seconds / 3600
     del trainer, model
-    return [row]
+    return [report(row)]
 
 
 def bench_grpo_step(args, videos, device, sampler, tmp) -> list[Row]:
@@ -376,7 +383,7 @@ def bench_grpo_step(args, videos, device, sampler, tmp) -> list[Row]:
         )
         row = Row("grpo_step", what, 1, "step", seconds, util, _peak(device))
         row.per_10k_hours = 10_000 / prompts_per_step * seconds / 3600
-        rows.append(row)
+        rows.append(report(row))
         del trainer, model
     return rows
 
@@ -426,17 +433,22 @@ def bench_features(args, videos, device, sampler, tmp) -> list[Row]:
     return rows
 
 
+def _table_line(r: Row) -> str:
+    """``r`` as a Markdown table line (hours per 10k videos computed for a video row that has none)."""
+    if r.per_10k_hours is None and r.unit == "video":
+        r.per_10k_hours = 10_000 * r.seconds / r.count / 3600
+    util = f"{r.gpu_util:.0f} %" if r.gpu_util is not None else "n/a"
+    peak = f"{r.peak_gib:.1f}" if r.peak_gib is not None else "n/a"
+    return f"| {r.stage} | {r.what} | {r.rate} | {r.seconds:.2f} | {util} | {peak} | {r.per_10k_hours:.2f} |"
+
+
 def print_table(rows: list[Row], header: str) -> None:
     """The Markdown table of ``rows`` after a header naming the run."""
     print(f"\n{header}\n")
     print("| stage | what | rate | seconds | GPU util | peak GiB | h per 10k |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        if r.per_10k_hours is None and r.unit == "video":
-            r.per_10k_hours = 10_000 * r.seconds / r.count / 3600
-        util = f"{r.gpu_util:.0f} %" if r.gpu_util is not None else "n/a"
-        peak = f"{r.peak_gib:.1f}" if r.peak_gib is not None else "n/a"
-        print(f"| {r.stage} | {r.what} | {r.rate} | {r.seconds:.2f} | {util} | {peak} | {r.per_10k_hours:.2f} |")
+        print(_table_line(r))
     by = {r.what: r for r in rows}
     alone = next((r for w, r in by.items() if w.startswith("expectation, model alone")), None)
     e2e = next((r for w, r in by.items() if w.startswith("expectation, end to end")), None)
@@ -488,15 +500,15 @@ def main(argv: list[str] | None = None) -> list[Row]:
         sampling = VideoSamplingConfig(**SMALL_SAMPLING) if args.sampling == "small" else VideoSamplingConfig()
         sampler = GpuSampler(device)
         rows: list[Row] = []
+        benches = {
+            "scoring": lambda: bench_scoring(args, videos, sampling, device, sampler, tmp),
+            "g_step": lambda: bench_g_step(args, videos, device, sampler, tmp),
+            "grpo_step": lambda: bench_grpo_step(args, videos, device, sampler, tmp),
+            "features": lambda: bench_features(args, videos, device, sampler, tmp),
+        }
         with sampler:
-            if "scoring" in args.stages:
-                rows += bench_scoring(args, videos, sampling, device, sampler, tmp)
-            if "g_step" in args.stages:
-                rows += bench_g_step(args, videos, device, sampler, tmp)
-            if "grpo_step" in args.stages:
-                rows += bench_grpo_step(args, videos, device, sampler, tmp)
-            if "features" in args.stages:
-                rows += bench_features(args, videos, device, sampler, tmp)
+            for stage in dict.fromkeys(args.stages):  # in the order given, each once
+                rows += benches[stage]()
         source = args.videos_dir or f"generated clips {args.clip}"
         header = (
             f"Scale benchmark: {getattr(args, 'described', 'no Qwen2.5-VL stage')}, {args.dtype}, "
