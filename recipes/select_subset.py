@@ -77,6 +77,14 @@ class SelectArguments:
     storage_dtype: str = field(
         default="float32", metadata={"help": "Keep features as float32, float16 or bfloat16 during selection."}
     )
+    block: int = field(
+        default=1,
+        metadata={
+            "help": "mds and diversity in one process: picks per pass over the pool. 1: one pass per pick on a GPU "
+            "(the lazy greedy on CPU). B > 1: one pass per B picks, each step's candidates screened on the device; "
+            "the same picks (for pools of a million videos on a GPU; see docs/benchmarks.md)."
+        },
+    )
     drop_incomplete: bool = field(
         default=False, metadata={"help": "Leave out rows without features or with a NaN g instead of stopping."}
     )
@@ -137,10 +145,17 @@ def main(args: SelectArguments, hub_args=None) -> Path | None:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite true to replace it.")
     if sharded:
+        if args.block > 1:
+            raise ValueError(
+                f"--block {args.block} reads one process's whole pool once per block; a pool split across "
+                "processes runs one pass per pick. Pass --block 1, or --shard_pool false to select in one process."
+            )
         return _main_sharded(args, hub_args, out)
     pool = load_pool(args.pool_path, revision=args.revision, video_root=args.video_root)
     labelled = [load_pool(p) for p in args.labelled_paths or []]
-    chosen = select_subset(pool, args.strategy, device=args.device, labelled=labelled, **_selection_options(args))
+    chosen = select_subset(
+        pool, args.strategy, device=args.device, labelled=labelled, block=args.block, **_selection_options(args)
+    )
     return _write_outputs(args, hub_args, chosen, out)
 
 

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from .diversity import chamfer_many_vs_all, chamfer_stacked
 from .frame_pool import FramePool
+from .screened_greedy import screened_mean_distance
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +367,7 @@ def greedy_mean_distance(
     stats: dict | None = None,
     base_sums: torch.Tensor | None = None,
     base_count: int = 0,
+    block: int = 1,
 ) -> tuple[list[int], np.ndarray]:
     """The MDS greedy: argmax of ``g + λ·(Σ_{y∈D} d(x, y))/|D|`` over the remaining candidates at every step
     (with ``base_sums`` over ``base_count`` labelled videos: ``g + λ·(base + Σ_D)/(base_count + |D|)``).
@@ -374,12 +376,29 @@ def greedy_mean_distance(
     candidate), without a host synchronisation per pick (:func:`_pass_loop`). ``lazy=True`` (default): the same picks,
     up to float32 rounding of the distances, computing only the distances a step needs (:class:`_LazySums`):
     candidates are visited in order of an upper bound of their score until the bound of the next one falls below the
-    best exact score. Returns the picks and each pick's mean distance to the picks before it (NaN for the first);
-    ``stats["distances_computed"]`` counts the distances."""
+    best exact score. ``lazy=False, block=B > 1``: the pool is read once per ``B`` picks, the candidates of each step
+    screened on the device (:func:`~mds_vqa.screened_greedy.screened_mean_distance`; a pool of unequal frame counts
+    runs one pass per pick); the same picks. Returns the picks and each pick's mean distance to the picks before it
+    (NaN for the first); ``stats["distances_computed"]`` counts the distances."""
     stats = {} if stats is None else stats
     base = base_sums if base_count else None
+    if not lazy and block > 1 and pool.uniform_length is not None:
+        with tqdm(total=budget, initial=1, desc=desc, unit="pick", disable=not progress) as bar:
+            picks, div = screened_mean_distance(
+                g,
+                pool,
+                budget,
+                lam,
+                block=block,
+                chunk_frames=chunk_frames,
+                base=(base, base_count),
+                step=bar.update,
+                stats=stats,
+            )
+        return picks.tolist(), div.cpu().numpy()
     if not lazy:
         stats["distances_computed"] = len(pool) * (budget - 1)
+        stats["pool_passes"] = budget - 1
         with tqdm(total=budget, initial=1, desc=desc, unit="pick", disable=not progress) as bar:
             picks, div = _pass_loop(
                 g, pool, budget, lam, chunk_frames=chunk_frames, base=(base, base_count), step=bar.update

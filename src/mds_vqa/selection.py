@@ -152,6 +152,7 @@ def select_with_details(
     compute_diversity: bool = True,
     lazy: bool | None = None,
     labelled_features=None,
+    block: int = 1,
 ) -> Selection:
     """Run ``strategy`` and return a :class:`Selection` (indices in pick order, g and diversity at each pick).
 
@@ -178,6 +179,12 @@ def select_with_details(
             lazy scheme's host synchronisations dominate: 27.3 s against 5.2 s at N = 100k on an H200 before the
             per-pick synchronisations were removed from the passes). ``coreset`` defaults to the passes everywhere
             (its lazy mode computed every distance at N = 20k on CLIP-like features, and took 1.2× as long).
+        block: ``mds``/``diversity`` with ``lazy=False``: picks per pass over the pool. ``1`` (default): one pass per
+            pick. ``B > 1``: one pass per ``B`` picks, the candidates of each step screened on the device against
+            upper bounds of their scores, a block whose screening failed taken again with one pass per pick
+            (:mod:`mds_vqa.screened_greedy`); the same picks, up to float32 rounding. It reads the pool ``B`` times
+            less often, at the cost of a few dozen small device operations per pick: the mode for pools whose one
+            pass costs more than those (``benchmarks/selection.py`` measures both).
         labelled_features: frame features of videos labelled before (earlier rounds, the source pool), in the
             formats of ``features``: ``mds`` and ``diversity`` then average the diversity term over them and the
             picks so far, and ``coreset`` starts with them as centers. ``None``: the released algorithm.
@@ -190,6 +197,8 @@ def select_with_details(
     """
     # long only through its documented arguments: the body is the checks, one strategy call and the result
     spec = check_request(strategy, lam, difficulty, features)
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be an integer ≥ 1 (picks per pass over the pool), got {block!r}")
     dev = resolve_device(device)
     warn_tf32(dev)
     g, pool = selection_inputs(spec, difficulty, features, storage_dtype, dev)
@@ -209,6 +218,7 @@ def select_with_details(
         progress=progress,
         chunk_frames=chunk_frames,
         lazy=lazy,
+        block=block,
         stats=stats,
         labelled=labelled,
     )
@@ -230,6 +240,7 @@ def select_with_details(
             "seed": seed,
             "storage_dtype": str(pool.frames.dtype).replace("torch.", "") if pool is not None else None,
             "lazy": lazy,
+            "block": block,
             "labelled_videos": len(labelled) if labelled is not None else 0,
             **stats,
         },
@@ -250,6 +261,7 @@ def select(
     progress: bool = False,
     lazy: bool | None = None,
     labelled_features=None,
+    block: int = 1,
 ) -> list[int]:
     """Pool indices picked by ``strategy``, in pick order. Same arguments as :func:`select_with_details`."""
     return select_with_details(
@@ -266,6 +278,7 @@ def select(
         compute_diversity=False,
         lazy=lazy,
         labelled_features=labelled_features,
+        block=block,
     ).indices
 
 
@@ -292,6 +305,7 @@ def select_subset(
     progress: bool = True,
     source: str = "the pool",
     labelled: Sequence[Dataset] = (),
+    block: int = 1,
 ) -> SubsetSelection:
     """Select from a pool Dataset: the per-video score from ``difficulty_column``, frame features from
     ``features_column``.
@@ -307,7 +321,8 @@ def select_subset(
     the source pool): the diversity term then counts them (see :func:`select_with_details`). Returns the subset
     (pick order, with ``rank``, ``g`` (the score read), ``diversity``, ``pool_index``; the features column dropped
     unless ``keep_features``) and everything the report needs (:class:`SubsetSelection`, with the column read as
-    ``score_column``)."""
+    ``score_column``). ``block``: picks per pass over the pool for ``mds``/``diversity`` (see
+    :func:`select_with_details`; ``B > 1`` runs without the lazy greedy)."""
     rows = _pool_rows(
         pool,
         strategy,
@@ -332,6 +347,8 @@ def select_subset(
         storage_dtype=storage_dtype,
         progress=progress,
         labelled_features=labelled_frames(labelled, features_column),
+        lazy=False if block > 1 else None,
+        block=block,
     )
     return _subset_selection(
         rows,

@@ -21,7 +21,7 @@ With ``labelled`` (a :class:`~mds_vqa.frame_pool.FramePool` of videos labelled b
 (:func:`~mds_vqa.greedy.labelled_sums`), and ``coreset`` starts with the labelled videos as centers (its first pick is
 then the video farthest from them, not a random one), as ranked-batch and core-set active learning do.
 
-A strategy is ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy, stats, labelled)`` returning
+A strategy is ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy, block, stats, labelled)`` returning
 ``(indices, diversity_or_None)``, ``g`` being its per-video score; add one with :func:`register_strategy`. Run them through
 :func:`mds_vqa.selection.select`, which validates the inputs.
 """
@@ -60,7 +60,7 @@ def register_strategy(
     name: str, *, needs_difficulty: bool, needs_features: bool, description: str, score_column: str | None = None
 ):
     """Decorator: add a strategy ``fn(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy,
-    stats, labelled)`` to the registry; it returns ``(indices, diversity_or_None)`` and may record counters in the
+    block, stats, labelled)`` to the registry; it returns ``(indices, diversity_or_None)`` and may record counters in the
     ``stats`` dict (they land in :attr:`mds_vqa.selection.Selection.params`). ``score_column``: the pool column its
     per-video score ``g`` is read from by default (with ``needs_difficulty``)."""
 
@@ -85,7 +85,7 @@ def get_strategy(name: str) -> Strategy:
     description="difficulty × diversity greedy (MDS-VQA)",
     score_column="difficulty",
 )
-def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
+def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, block=1, stats=None, labelled=None):
     g_t = torch.as_tensor(g, dtype=torch.float64, device=device)
     base = labelled_sums(pool, labelled, chunk_frames=chunk_frames) if labelled is not None else None
     return greedy_mean_distance(
@@ -97,6 +97,7 @@ def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=Tru
         chunk_frames=chunk_frames,
         desc="mds",
         lazy=lazy,
+        block=block,
         stats=stats,
         base_sums=base,
         base_count=len(labelled) if labelled is not None else 0,
@@ -104,7 +105,9 @@ def _mds(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=Tru
 
 
 @register_strategy("diversity", needs_difficulty=False, needs_features=True, description="the MDS greedy with g ≡ 0")
-def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
+def _diversity(
+    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, block=1, stats=None, labelled=None
+):
     zeros = torch.zeros(len(pool), dtype=torch.float64, device=device)
     # With g ≡ 0 the score is λ·mean distance; λ only scales it, so use 1 (any λ > 0 gives the same order).
     return _mds(
@@ -117,6 +120,7 @@ def _diversity(g, pool, budget, *, lam, seed, device, progress, chunk_frames, la
         progress=progress,
         chunk_frames=chunk_frames,
         lazy=lazy,
+        block=block,
         stats=stats,
         labelled=labelled,
     )
@@ -131,7 +135,9 @@ def _top_k(g: np.ndarray, budget: int) -> list[int]:
 @register_strategy(
     "difficulty", needs_difficulty=True, needs_features=False, description="top-g (λ = 0)", score_column="difficulty"
 )
-def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
+def _difficulty(
+    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, block=1, stats=None, labelled=None
+):
     return _top_k(g, budget), None
 
 
@@ -142,7 +148,9 @@ def _difficulty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, l
     description="top-k spread (standard deviation) of the sampled scores",
     score_column="uncertainty",
 )
-def _uncertainty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
+def _uncertainty(
+    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, block=1, stats=None, labelled=None
+):
     return _top_k(g, budget), None
 
 
@@ -154,7 +162,7 @@ def _uncertainty(g, pool, budget, *, lam, seed, device, progress, chunk_frames, 
     score_column="instability",
 )
 def _noise_stability(
-    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None
+    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, block=1, stats=None, labelled=None
 ):
     return _top_k(g, budget), None
 
@@ -162,7 +170,9 @@ def _noise_stability(
 @register_strategy(
     "coreset", needs_difficulty=False, needs_features=True, description="k-center greedy on the min distance"
 )
-def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
+def _coreset(
+    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, block=1, stats=None, labelled=None
+):
     n = len(pool)
     sums = torch.zeros(n, dtype=torch.float64, device=device)
     nearest = torch.full((n,), float("inf"), dtype=torch.float32, device=device)
@@ -188,6 +198,8 @@ def _coreset(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy
 
 
 @register_strategy("random", needs_difficulty=False, needs_features=False, description="seeded uniform sample")
-def _random(g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, stats=None, labelled=None):
+def _random(
+    g, pool, budget, *, lam, seed, device, progress, chunk_frames, lazy=True, block=1, stats=None, labelled=None
+):
     n = len(pool) if pool is not None else len(g)
     return [int(i) for i in np.random.default_rng(seed).permutation(n)[:budget]], None
