@@ -6,11 +6,12 @@
 2. One greedy step at N = 20,000 against its floor, one matrix product of the pick's frames against all N·F pool
    frames (``pool @ x.T``; the ``x @ pool.T`` layout is timed too), measured in the same run; and the lazy greedy's
    mean time per pick over a 5 % selection.
-3. Scaling (``--sizes``, e.g. ``--sizes 100000 1000000``; ``--strategy coreset``): our time, the distances computed
-   and the peak extra memory (CPU: process peak RSS above the RSS before the call; CUDA:
-   ``torch.cuda.max_memory_allocated`` above the memory allocated before it) in the device's default mode (lazy on
-   CPU, one pool pass per pick on CUDA) in float32, with the features stored in 16 bits (``--half-dtype``; how many
-   picks change), and with one pool pass per pick at the ``--passes-sizes`` on CPU.
+3. Scaling (``--sizes``, e.g. ``--sizes 100000 1000000``; ``--strategy coreset``): our time, the passes over the
+   pool, the distances computed and the peak extra memory (CPU: process peak RSS above the RSS before the call; CUDA:
+   ``torch.cuda.max_memory_allocated`` above the memory allocated before it) of each ``--modes`` run (default: the
+   device's default mode, lazy on CPU and one pool pass per pick on CUDA, in float32 and with the features stored in
+   16 bits, ``--half-dtype``; on CUDA the screened mode, one pool pass per ``--block`` picks, too; how many picks
+   change), and with one pool pass per pick at the ``--passes-sizes`` on CPU.
 
 Features are synthetic but CLIP-like (see :func:`clustered_features`: frame cosines ≈ 0.45 across topics, 0.70
 within one of 64 topics, 0.92 within a video); g ~ N(3, 0.5) clipped to [1, 5]. Usage:
@@ -43,24 +44,29 @@ from mds_vqa.selection import resolve_budget, select, select_with_details
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def clustered_features(n: int, frames: int, dim: int, *, seed: int = 0, topics: int = 64) -> torch.Tensor:
+def clustered_features(
+    n: int, frames: int, dim: int, *, seed: int = 0, topics: int = 64, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """``(n, frames, dim)`` float32 unit vectors with CLIP-like cosine statistics: a shared direction, one of
     ``topics`` topic directions, a per-video and a per-frame component (weights² 0.45, 0.25, 0.22, 0.08), so that two
-    frames have cosine ≈ 0.45 across topics, ≈ 0.70 within a topic and ≈ 0.92 within a video."""
-    gen = torch.Generator().manual_seed(seed)
+    frames have cosine ≈ 0.45 across topics, ≈ 0.70 within a topic and ≈ 0.92 within a video. Generated on ``device``
+    (the same seed gives other values on another device type)."""
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
     scale = dim**-0.5  # a standard normal vector times this has norm ≈ 1, and two of them are nearly orthogonal
-    shared = scale * torch.randn(dim, generator=gen)
-    centres = scale * torch.randn(topics, dim, generator=gen)
-    out = torch.empty(n, frames, dim)
-    for start in range(0, n, 4096):
-        stop = min(n, start + 4096)
-        topic = torch.randint(topics, (stop - start,), generator=gen)
+    shared = scale * torch.randn(dim, generator=gen, device=device)
+    centres = scale * torch.randn(topics, dim, generator=gen, device=device)
+    out = torch.empty(n, frames, dim, device=device)
+    step = 4096 if device.type == "cpu" else 65536
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        topic = torch.randint(topics, (stop - start,), generator=gen, device=device)
         video = (
             0.45**0.5 * shared
             + 0.25**0.5 * centres[topic]
-            + 0.22**0.5 * scale * torch.randn(stop - start, dim, generator=gen)
+            + 0.22**0.5 * scale * torch.randn(stop - start, dim, generator=gen, device=device)
         )
-        noise = 0.08**0.5 * scale * torch.randn(stop - start, frames, dim, generator=gen)
+        noise = 0.08**0.5 * scale * torch.randn(stop - start, frames, dim, generator=gen, device=device)
         out[start:stop] = torch.nn.functional.normalize(video[:, None, :] + noise, dim=-1)
     return out
 
@@ -303,6 +309,33 @@ def step_versus_floor(n: int, frames: int, dim: int, steps: int, repeats: int, d
         print(f"| {label} | {cells} |")
 
 
+MODES = ("lazy", "passes", "screened")
+
+
+def parse_mode(spec: str) -> tuple[str, str, int | None]:
+    """``MODE:DTYPE[:PICKS]`` (``screened:bfloat16``, ``passes:float32:2000``) as ``(mode, storage, picks)``: the
+    greedy's mode (``lazy``; ``passes``, one pass over the pool per pick; ``screened``, one pass per ``--block``
+    picks), the features' storage dtype and, optionally, a cap on the picks (a mode whose cost per pick does not
+    change along the selection, timed on its first picks)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in MODES or parts[1] not in ("float32", "float16", "bfloat16"):
+        raise argparse.ArgumentTypeError(
+            f"mode {spec!r}: expected MODE:DTYPE[:PICKS] with MODE one of {', '.join(MODES)} and DTYPE float32, "
+            "float16 or bfloat16"
+        )
+    return parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None
+
+
+def default_modes(device: torch.device, half_dtype: str, half: bool) -> list[tuple[str, str, int | None]]:
+    """The device's default mode (lazy on CPU, one pass per pick on CUDA) in float32 and, with ``half``, in
+    ``half_dtype``; on CUDA the screened mode too."""
+    default = "lazy" if device.type == "cpu" else "passes"
+    modes = [(default, "float32", None)] + ([(default, half_dtype, None)] if half else [])
+    if device.type == "cuda":
+        modes += [("screened", "float32", None)] + ([("screened", half_dtype, None)] if half else [])
+    return modes
+
+
 def scaling(
     sizes,
     frames: int,
@@ -310,37 +343,38 @@ def scaling(
     budget: float,
     lam: float,
     device: torch.device,
-    half: bool,
+    modes: list[tuple[str, str, int | None]],
     passes_sizes=(),
     *,
-    half_dtype: str = "float16",
     strategy: str = "mds",
+    block: int = 32,
 ) -> None:
-    """Time, distances computed and peak extra memory of ``strategy`` at each pool size: the device's default mode
-    (lazy on CPU, one pass per pick on CUDA) in float32 and, with ``half``, with ``half_dtype`` storage; one pass per
-    pick in float32 too at ``passes_sizes`` (on CPU). The pool is built in its storage dtype before the clock starts,
-    so the memory column is the selection's own: on CPU the process's peak RSS above its RSS before the call
+    """Time, pool passes, distances computed and peak extra memory of ``strategy`` at each pool size in each of
+    ``modes`` (:func:`parse_mode`), and with one pool pass per pick in float32 at ``passes_sizes`` too. The first mode
+    is the baseline of the "picks" column. The pool is built in its storage dtype before the clock starts, so the
+    memory column is the selection's own: on CPU the process's peak RSS above its RSS before the call
     (``VmHWM − VmRSS`` after a ``clear_refs`` reset), on CUDA ``torch.cuda.max_memory_allocated`` above the memory
-    allocated before the call."""
-    default = "lazy" if device.type == "cpu" else "passes"
+    allocated before the call. Features are generated on the device."""
     memory = "peak RSS − RSS before" if device.type == "cpu" else "max_memory_allocated − allocated before"
-    print(f"\n### Scaling: `{strategy}` (F = {frames}, d = {dim}, budget {budget:.0%}, λ = {lam}, {device.type})\n")
     print(
-        "| N | picks | mode | storage | features (GiB, float32) | wall time (s) | ms / step | CPU time (s) "
-        f"| distances computed / one pass per pick | peak extra memory (GiB, {memory}) | extra / stored features "
-        f"| picks vs float32 {default} |"
+        f"\n### Scaling: `{strategy}` (F = {frames}, d = {dim}, budget {budget:.0%}, λ = {lam}, {device.type}, "
+        f"screened block {block})\n"
     )
-    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| N | picks | mode | storage | features (GiB, float32) | wall time (s) | ms / pick | CPU time (s) "
+        f"| pool passes | distances computed / one pass per pick | peak extra memory (GiB, {memory}) "
+        "| extra / stored features | picks vs the first row |"
+    )
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
-        feats = clustered_features(n, frames, dim, seed=3)
+        feats = clustered_features(n, frames, dim, seed=3, device=device)
         g = difficulty(n, seed=3)
         count = resolve_budget(budget, n)
         size = feats.numel() * 4 / 2**30
         base = None
-        modes = [(default, "float32")] + ([(default, half_dtype)] if half else [])
-        if n in passes_sizes and default != "passes":
-            modes.append(("passes", "float32"))
-        for mode, storage in modes:
+        runs = list(modes) + ([("passes", "float32", None)] if n in passes_sizes else [])
+        for mode, storage, cap in runs:
+            picks_wanted = min(count, cap) if cap else count
             pool = FramePool.from_features(feats, dtype=storage, device=device)
             pool.distance_bounds()  # a cached property of the pool, built once (one pass over the frames)
             stored = pool.nbytes / 2**30
@@ -349,29 +383,33 @@ def scaling(
                 strategy,
                 difficulty=g,
                 features=pool,
-                budget=count,
+                budget=picks_wanted,
                 lam=lam,
                 device=device,
                 lazy=mode == "lazy",
+                block=block if mode == "screened" else 1,
                 compute_diversity=False,
             )
             result, seconds, cpu, peak = measure(run, device)
             picks = result.indices
-            work = result.params.get("distances_computed", float("nan")) / (n * (count - 1))
+            passes = result.params.get("pool_passes", float("nan"))
+            work = result.params.get("distances_computed", float("nan")) / (n * (picks_wanted - 1))
             if base is None:
                 base, changed = picks, "—"
             else:
-                moved = len(set(base) ^ set(picks)) // 2
+                common = min(len(base), len(picks))
+                moved = len(set(base[:common]) ^ set(picks[:common])) // 2
                 first = next((k for k, (a, b) in enumerate(zip(base, picks)) if a != b), None)
                 changed = (
-                    "identical list"
+                    f"identical over the first {common:,}"
                     if first is None
-                    else f"{moved} of {count} differ as a set; order differs from rank {first + 1}"
+                    else f"{moved} of {common:,} differ as a set; order differs from rank {first + 1}"
                 )
+            label = mode if picks_wanted == count else f"{mode} (first {picks_wanted:,} picks)"
             print(
-                f"| {n:,} | {count:,} | {mode} | {storage} | {size:.2f} | {seconds:.1f} "
-                f"| {1e3 * seconds / max(1, count - 1):.2f} | {cpu:.1f} | {work:.3f} | {peak / 2**30:.3f} "
-                f"| {peak / 2**30 / stored:.3f} | {changed} |",
+                f"| {n:,} | {picks_wanted:,} | {label} | {storage} | {size:.2f} | {seconds:.2f} "
+                f"| {1e3 * seconds / max(1, picks_wanted - 1):.3f} | {cpu:.1f} | {passes} | {work:.3f} "
+                f"| {peak / 2**30:.3f} | {peak / 2**30 / stored:.3f} | {changed} |",
                 flush=True,
             )
             del pool, run
@@ -392,6 +430,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 100_000])
     p.add_argument("--no-half", action="store_true", help="skip the 16-bit-storage runs")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        type=parse_mode,
+        default=None,
+        help="scaling section: MODE:DTYPE[:PICKS] runs (lazy, passes, screened; float32, float16, bfloat16; a cap on "
+        "the picks), the first one the baseline of the picks column (default: the device's default mode in float32 "
+        "and in --half-dtype, and on CUDA the screened mode too)",
+    )
+    p.add_argument("--block", type=int, default=32, help="picks per pool pass of the screened mode")
     p.add_argument("--half-dtype", default="float16", choices=["float16", "bfloat16"], help="16-bit storage dtype")
     p.add_argument("--strategy", default="mds", choices=["mds", "diversity", "coreset"], help="scaling section")
     p.add_argument(
@@ -422,10 +470,10 @@ def main() -> None:
             args.budget,
             args.lam,
             device,
-            half=not args.no_half,
+            args.modes or default_modes(device, args.half_dtype, not args.no_half),
             passes_sizes=set(args.passes_sizes),
-            half_dtype=args.half_dtype,
             strategy=args.strategy,
+            block=args.block,
         )
     print(f"\nLoad average at end: {load()}.")
 

@@ -37,3 +37,27 @@ def test_the_scale_benchmark_runs_every_stage_at_the_small_shape(tmp_path):
     towers = [int(re.search(r"(\d+) videos through the vision tower", w).group(1)) for w in (shipped, per_completion)]
     assert 0 < towers[0] < towers[1]
     assert "Hardware:" in proc.stdout
+
+
+def test_the_selection_benchmark_times_each_mode_and_reports_identical_picks():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    flags = "--reference-size 0 --floor-size 0 --sizes 3000 --passes-sizes --frames 4 --dim 64"
+    flags += " --modes lazy:float32 screened:float32 passes:float32:40 --block 8"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/selection.py", *flags.split()],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in proc.stdout.splitlines()
+        if line.startswith("| 3,000 ")
+    ]
+    assert [r[2] for r in rows] == ["lazy", "screened", "passes (first 40 picks)"]
+    assert [r[1] for r in rows] == ["150", "150", "40"]
+    assert rows[1][12] == "identical over the first 150" and rows[2][12] == "identical over the first 40"
+    assert int(rows[1][8]) < 150 // 8 + 2 and int(rows[2][8]) == 39  # pool passes: one per block, one per pick
