@@ -18,6 +18,10 @@ Two ways to the same picks (up to float32 rounding of the distances):
   product of the picks' frames against a few columns streams them from memory at ≈ 65 GFLOPS on a CPU, against
   16–32 candidates at ≈ 150; those candidates would have been brought up to date a few steps later anyway.
 
+A third, :func:`~mds_vqa.screened_greedy.screened_mean_distance` (``lazy=False, block=B``), reads the pool once per
+``B`` picks, each step's candidates screened on the device against the same upper bounds (for pools of millions of
+videos on a GPU, where one pass per pick is bound by reading the pool).
+
 :func:`greedy_k_center` (the ``coreset`` strategy) has the same two modes: lazily, a candidate's minimum distance to
 the picks it has met bounds its minimum over all of them from above.
 
