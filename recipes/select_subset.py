@@ -159,6 +159,10 @@ def main(args: SelectArguments, hub_args=None) -> Path | None:
     return _write_outputs(args, hub_args, chosen, out)
 
 
+# what the greedy counted (mds_vqa.selection.Selection.params), recorded in selection.json
+GREEDY_COUNTERS = ("distances_computed", "pool_passes", "blocks", "failed_blocks", "steps_redone")
+
+
 def _selection_options(args: SelectArguments) -> dict:
     """The keyword arguments of ``select_subset`` / ``select_subset_sharded`` that come straight from the flags."""
     return dict(
@@ -242,6 +246,7 @@ def _write_outputs(args: SelectArguments, hub_args, chosen, out: Path, *, proces
         "selected": len(result.indices),
         "seconds": result.seconds,
         "computed_on": result.device,
+        **{k: result.params[k] for k in GREEDY_COUNTERS if k in result.params},
         **({} if processes is None else {"processes": processes}),
         "pool_index": chosen.pool_index,
         "video_id": column_values(subset, args.id_column) if args.id_column in subset.column_names else None,

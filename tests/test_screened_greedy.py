@@ -5,6 +5,8 @@ the recipe)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,32 @@ def test_on_cuda_screened_blocks_pick_what_the_cpu_picks():
         )
         assert got.indices == want, storage
         assert got.params["blocks"] > got.params["failed_blocks"]
+
+
+def test_the_recipe_with_blocks_writes_the_subset_it_writes_by_default_and_refuses_a_sharded_pool(
+    tmp_path, monkeypatch
+):
+    from datasets import load_from_disk
+
+    from mds_vqa.pipeline.config import load_recipe
+
+    _pool(n=40, frames=3, dim=6).save_to_disk(str(tmp_path / "pool"))
+    recipe = load_recipe("select_subset")
+
+    def args(out: str, block: int):
+        return recipe.SelectArguments(
+            pool_path=str(tmp_path / "pool"), output_dir=str(tmp_path / out), budget="8", device="cpu", block=block
+        )
+
+    default = load_from_disk(str(recipe.main(args("default", 1))))
+    blocked = load_from_disk(str(recipe.main(args("blocked", 4))))
+    assert blocked["video_id"] == default["video_id"]
+    record = json.loads((tmp_path / "blocked" / "selection.json").read_text())
+    assert record["block"] == 4 and record["blocks"] >= 2 and record["pool_passes"] < 7
+    assert "blocks" not in json.loads((tmp_path / "default" / "selection.json").read_text())
+    assert "| passes over the pool |" in (tmp_path / "blocked" / "report.md").read_text()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="--block 4 reads one process's whole pool"):
+        recipe.main(args("sharded", 4))
+    assert not (tmp_path / "sharded").exists()

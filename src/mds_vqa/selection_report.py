@@ -175,6 +175,15 @@ def _settings(chosen: SubsetSelection, pool_path: str, lam: float, seed: int, fe
         rows.append(
             ["Chamfer distances computed", f"{done:,} ({100 * done / (n * (b - 1)):.1f} % of one pool pass per pick)"]
         )
+    if "blocks" in params:
+        rows.append(
+            [
+                "passes over the pool",
+                f"{params['pool_passes']:,} ({params['blocks']:,} blocks of up to {params['block']} picks, one pass "
+                f"after each but the last; {params['failed_blocks']} retaken with one pass per pick, "
+                f"{params['steps_redone']} steps in all)",
+            ]
+        )
     if chosen.frames is not None:
         frames, lengths = chosen.frames
         rows.append(
