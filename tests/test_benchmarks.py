@@ -11,24 +11,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_the_scale_benchmark_runs_every_stage_at_the_small_shape(tmp_path):
+def run_benchmark(script: str, flags: str, tmp_path: Path, timeout: int) -> str:
+    """``python benchmarks/<script> <flags>`` from the repository, offline, one thread; its stdout (it must exit 0)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
-    flags = "--shape small --clip 64x64x16@8 --sampling small --n 4 --batch_size 2 --num_workers 1 --steps 1"
-    flags += " --max_new_tokens 4 --max_completion_length 4 --clip_model ViT-B-32"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/scale.py", *flags.split()],
+        [sys.executable, f"benchmarks/{script}", *flags.split()],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_every_stage_at_the_small_shape(tmp_path):
+    flags = "--shape small --clip 64x64x16@8 --sampling small --n 4 --batch_size 2 --num_workers 1 --steps 1"
+    flags += " --max_new_tokens 4 --max_completion_length 4 --clip_model ViT-B-32"
+    stdout = run_benchmark("scale.py", flags, tmp_path, timeout=600)
     rows = [
-        line.split(" | ")
-        for line in proc.stdout.splitlines()
-        if re.match(r"\| (scoring|g_step|grpo_step|features) ", line)
+        line.split(" | ") for line in stdout.splitlines() if re.match(r"\| (scoring|g_step|grpo_step|features) ", line)
     ]
     assert [r[0].strip("| ") for r in rows].count("scoring") == 3
     assert {r[0].strip("| ") for r in rows} == {"scoring", "g_step", "grpo_step", "features"}
@@ -36,26 +40,15 @@ def test_the_scale_benchmark_runs_every_stage_at_the_small_shape(tmp_path):
     shipped, per_completion = [r[1] for r in rows if r[0].strip("| ") == "grpo_step"]
     towers = [int(re.search(r"(\d+) videos through the vision tower", w).group(1)) for w in (shipped, per_completion)]
     assert 0 < towers[0] < towers[1]
-    assert "Hardware:" in proc.stdout
+    assert "Hardware:" in stdout
 
 
-def test_the_selection_benchmark_times_each_mode_and_reports_identical_picks():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def test_the_selection_benchmark_times_each_mode_and_reports_identical_picks(tmp_path):
     flags = "--reference-size 0 --floor-size 0 --sizes 3000 --passes-sizes --frames 4 --dim 64"
     flags += " --modes lazy:float32 screened:float32 passes:float32:40 --block 8"
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/selection.py", *flags.split()],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    stdout = run_benchmark("selection.py", flags, tmp_path, timeout=300)
     rows = [
-        [c.strip() for c in line.strip("|").split("|")]
-        for line in proc.stdout.splitlines()
-        if line.startswith("| 3,000 ")
+        [c.strip() for c in line.strip("|").split("|")] for line in stdout.splitlines() if line.startswith("| 3,000 ")
     ]
     assert [r[2] for r in rows] == ["lazy", "screened", "passes (first 40 picks)"]
     assert [r[1] for r in rows] == ["150", "150", "40"]
