@@ -386,27 +386,26 @@ def greedy_mean_distance(
     (NaN for the first); ``stats["distances_computed"]`` counts the distances."""
     stats = {} if stats is None else stats
     base = base_sums if base_count else None
-    if not lazy and block > 1 and pool.uniform_length is not None:
-        with tqdm(total=budget, initial=1, desc=desc, unit="pick", disable=not progress) as bar:
-            picks, div = screened_mean_distance(
-                g,
-                pool,
-                budget,
-                lam,
-                block=block,
-                chunk_frames=chunk_frames,
-                base=(base, base_count),
-                step=bar.update,
-                stats=stats,
-            )
-        return picks.tolist(), div.cpu().numpy()
     if not lazy:
-        stats["distances_computed"] = len(pool) * (budget - 1)
-        stats["pool_passes"] = budget - 1
         with tqdm(total=budget, initial=1, desc=desc, unit="pick", disable=not progress) as bar:
-            picks, div = _pass_loop(
-                g, pool, budget, lam, chunk_frames=chunk_frames, base=(base, base_count), step=bar.update
-            )
+            if block > 1 and pool.uniform_length is not None:
+                picks, div = screened_mean_distance(
+                    g,
+                    pool,
+                    budget,
+                    lam,
+                    block=block,
+                    chunk_frames=chunk_frames,
+                    base=(base, base_count),
+                    step=bar.update,
+                    stats=stats,
+                )
+            else:
+                stats["distances_computed"] = len(pool) * (budget - 1)
+                stats["pool_passes"] = budget - 1
+                picks, div = _pass_loop(
+                    g, pool, budget, lam, chunk_frames=chunk_frames, base=(base, base_count), step=bar.update
+                )
         return picks.tolist(), div.cpu().numpy()
     n = len(pool)
     state = _LazySums(pool, budget, chunk_frames=chunk_frames, base=base)

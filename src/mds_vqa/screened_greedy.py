@@ -78,32 +78,21 @@ def screened_mean_distance(
     if not 1 <= budget <= n:
         raise ValueError(f"budget must be between 1 and the pool size {n}, got {budget}")
     stats = {} if stats is None else stats
+    step = step or (lambda picks: None)
     state = _ScreenState(g, pool, budget, lam, block, chunk_frames, base)
-    counts = {
-        "distances_computed": 0,
-        "pool_passes": 0,
-        "screened_steps": 0,
-        "blocks": 0,
-        "failed_blocks": 0,
-        "steps_redone": 0,
-    }
+    counts = state.counts
     state.first_pick()
     k, r = 1, 1  # picks made; picks of the current block not yet in the sums
     passes_left, backoff = 0, block
     top = min(width + 1, n)
     while k < budget:
         if passes_left and r == 0:
-            passes = state.exact_step(k)
-            counts["distances_computed"] += passes * n
-            counts["pool_passes"] += passes
+            state.exact_step(k)
             passes_left -= 1
             k += 1
-            if step is not None:
-                step(1)
+            step(1)
             continue
         state.screened_step(k, r, top, width)
-        counts["screened_steps"] += 1
-        counts["distances_computed"] += min(width, n) * r
         k, r = k + 1, r + 1
         if r < block and k < budget:
             continue
@@ -113,19 +102,13 @@ def screened_mean_distance(
         if first_failed == budget:  # every step of the block held
             if k < budget:
                 state.fold(start, k)
-                counts["distances_computed"] += n * r
-                counts["pool_passes"] += 1
-            if step is not None:
-                step(r)
+            step(r)
             backoff = max(block, backoff // 2)
         else:  # retake the block from its first failed step, one pass per pick
             state.unpick(first_failed, k)
             if first_failed > start:
                 state.fold(start, first_failed)
-                counts["distances_computed"] += n * (first_failed - start)
-                counts["pool_passes"] += 1
-                if step is not None:
-                    step(first_failed - start)
+                step(first_failed - start)
             counts["failed_blocks"] += 1
             counts["steps_redone"] += k - first_failed
             passes_left = k - first_failed + backoff
@@ -160,6 +143,9 @@ class _ScreenState:
         self.no_index = torch.tensor(n, device=device)
         self.ub = torch.empty(n, dtype=torch.float64, device=device)
         self.score = torch.empty(n, dtype=torch.float64, device=device)
+        self.counts = dict.fromkeys(
+            ("distances_computed", "pool_passes", "screened_steps", "blocks", "failed_blocks", "steps_redone"), 0
+        )
 
     def _record(self, k: int, pick: torch.Tensor, mean_distance: torch.Tensor | None) -> None:
         self.picks[k : k + 1].copy_(pick)
@@ -187,18 +173,17 @@ class _ScreenState:
         self.recent[r : r + 1].copy_(self.videos.index_select(0, pick))
         self.recent_bound.add_(self.bounds.index_select(0, pick)[0])
 
-    def exact_step(self, k: int) -> int:
+    def exact_step(self, k: int) -> None:
         """Pick ``k`` from exact sums (every earlier pick folded in), then one pass over the pool folds it in (not
-        after the last pick). Returns the passes made (0 or 1)."""
+        after the last pick)."""
         denom = k + self.m
         torch.div(self.sums, denom, out=self.score)  # the released arithmetic: g + λ·(Σ/|D|)
         self.score.mul_(self.lam).add_(self.g).masked_fill_(self.taken, float("-inf"))
         pick = torch.argmax(self.score).view(1)
         self._record(k, pick, self.sums.index_select(0, pick) / denom)
-        if k == self.budget - 1:
-            return 0
-        self.sums.add_(self._pass(pick))
-        return 1
+        if k < self.budget - 1:
+            self.sums.add_(self._pass(pick))
+            self._count_pass(1)
 
     def screened_step(self, k: int, r: int, top: int, width: int) -> None:
         """Pick ``k``, the current block holding ``r`` picks not in the sums (see the module's docstring)."""
@@ -229,12 +214,20 @@ class _ScreenState:
             self.first_failed.copy_(torch.where(failed, self.step_index[k], self.first_failed))
         self._record(k, pick, exact.index_select(0, position) / denom)
         self._add_recent(r, pick)
+        self.counts["screened_steps"] += 1
+        self.counts["distances_computed"] += cand.numel() * r
 
     def fold(self, start: int, stop: int) -> None:
         """One pass over the pool adds the distances to picks ``start … stop − 1`` to the sums."""
         queries = self.recent[: stop - start]
         dist = chamfer_stacked(queries, None, self.pool, chunk_frames=self.chunk_frames, stored_exact=True)
         self.sums.add_(dist.sum(dim=1, dtype=torch.float64))
+        self._count_pass(stop - start)
+
+    def _count_pass(self, picks: int) -> None:
+        """Count one pass over the pool against ``picks`` picks."""
+        self.counts["pool_passes"] += 1
+        self.counts["distances_computed"] += len(self.pool) * picks
 
     def unpick(self, start: int, stop: int) -> None:
         """Take back picks ``start … stop − 1``."""
