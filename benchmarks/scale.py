@@ -229,6 +229,13 @@ def _timed_steps(trainer, timer: StepTimer, sampler: GpuSampler, device) -> tupl
     return seconds, sampler.mean(timed)
 
 
+def _step_row(stage: str, what: str, seconds: float, util, device, items_per_step: int) -> Row:
+    """A measured optimizer step, with hours per 10k training items (``items_per_step`` per step)."""
+    row = Row(stage, what, 1, "step", seconds, util, _peak(device))
+    row.per_10k_hours = 10_000 / items_per_step * seconds / 3600
+    return report(row)
+
+
 # -- stages ----------------------------------------------------------------------------------------------------------
 def _model(args, tmp):
     """A fresh model of ``args.shape`` (LoRA is injected in place, so every stage builds its own)."""
@@ -294,7 +301,8 @@ def bench_g_step(args, videos, device, sampler, tmp) -> list[Row]:
             "dataloader_num_workers": args.num_workers,
         },
     )
-    n = (args.steps + 1) * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    videos_per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    n = (args.steps + 1) * videos_per_step
     rows = {
         "video": [videos[i % len(videos)] for i in range(n)],
         "error": [float(i % 7) / 3 for i in range(n)],
@@ -317,11 +325,9 @@ def bench_g_step(args, videos, device, sampler, tmp) -> list[Row]:
         f"g step, batch {training_args.per_device_train_batch_size} x accumulation "
         f"{training_args.gradient_accumulation_steps}, LoRA r {model_args.lora_r}"
     )
-    videos_per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-    row = Row("g_step", what, 1, "step", seconds, util, _peak(device))
-    row.per_10k_hours = 10_000 / videos_per_step * seconds / 3600
+    row = _step_row("g_step", what, seconds, util, device, videos_per_step)
     del trainer, model
-    return [report(row)]
+    return [row]
 
 
 def bench_grpo_step(args, videos, device, sampler, tmp) -> list[Row]:
@@ -381,9 +387,7 @@ def bench_grpo_step(args, videos, device, sampler, tmp) -> list[Row]:
             f"{args.max_completion_length} tokens, {encoded['videos']} videos through the vision tower in "
             f"{args.steps + 1} steps)"
         )
-        row = Row("grpo_step", what, 1, "step", seconds, util, _peak(device))
-        row.per_10k_hours = 10_000 / prompts_per_step * seconds / 3600
-        rows.append(report(row))
+        rows.append(_step_row("grpo_step", what, seconds, util, device, prompts_per_step))
         del trainer, model
     return rows
 
